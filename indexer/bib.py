@@ -1,0 +1,223 @@
+"""Parse references.bib with bibtexparser 2.x into References, collecting every problem.
+
+bibtexparser reports 0-based lines and silently accepts a few malformed inputs (an entry
+without a key, a missing comma swallowed into the previous value, undefined macros);
+this module turns all of that into Problems with 1-based lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import bibtexparser
+from bibtexparser import model
+from bibtexparser.middlewares import (
+    LatexDecodingMiddleware,
+    RemoveEnclosingMiddleware,
+    ResolveStringReferencesMiddleware,
+    SeparateCoAuthors,
+    SplitNameParts,
+)
+from bibtexparser.middlewares.names import NameParts
+
+from .models import VERIFICATION_VALUES, Author, Problem, Reference
+
+# bibtexparser logs each failed block; we report them as Problems instead.
+logging.getLogger("bibtexparser").addHandler(logging.NullHandler())
+logging.getLogger("bibtexparser").propagate = False
+
+MONTH_MACROS = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
+    # each inner tuple: at least one of these fields must be present
+    # A title is not required: primary studies known only from an abstract record may lack one.
+    "article": (("author", "key"), ("journal",), ("year",)),
+    "inproceedings": (("title",), ("author", "key"), ("booktitle",), ("year",)),
+    "misc": (("title", "howpublished"), ("author", "key"), ("year",)),
+    "book": (("title",), ("author", "editor", "key"), ("year",)),
+    "incollection": (("title",), ("author", "key"), ("booktitle",), ("year",)),
+    "techreport": (("title",), ("author", "key", "institution"), ("year",)),
+    "phdthesis": (("title",), ("author",), ("school",), ("year",)),
+    "online": (("title",), ("url",), ("year",)),
+}
+DOI_RE = re.compile(r"^10\.\d{4,9}/\S+$")
+PMCID_RE = re.compile(r"^PMC\d+$")
+KEY_RE = re.compile(r"@\s*\w+\s*[{(]\s*([^,\s{}()]*)")
+SWALLOWED_FIELD_RE = re.compile(r"\n\s*([A-Za-z][\w-]*)\s*=\s*[{\"\d]")
+LATEX_MARKERS = ("\\", "$", "~", "--", "``", "''")
+
+
+class FastLatexDecoding(LatexDecodingMiddleware):
+    """bibtexparser's LaTeX decoder, skipping values that contain no LaTeX at all.
+
+    pylatexenc costs ~0.3 ms a field; most titles are plain text, and decoding them
+    dominated parse time (see docs/architecture.md).
+    """
+
+    def _transform_python_value_string(self, python_string: str) -> tuple[str, str]:
+        if not any(marker in python_string for marker in LATEX_MARKERS):
+            return python_string, ""
+        return super()._transform_python_value_string(python_string)
+
+
+def strip_braces(text: str) -> str:
+    """Remove BibTeX protective braces and collapse whitespace: '{rTMS}' -> 'rTMS'."""
+    return " ".join(text.replace("{", "").replace("}", "").split())
+
+
+def parse_bib(path: Path, shown: str) -> tuple[dict[str, Reference], list[Problem]]:
+    """Return references by key and every problem found in the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, [Problem(shown, 1, reason="bibliography file not found",
+                            hint="create it or point TMSKB_BIB at it")]
+    except UnicodeDecodeError as exc:
+        return {}, [Problem(shown, 1, reason=f"not UTF-8 ({exc.reason} at byte {exc.start})",
+                            hint="save the file as UTF-8")]
+    return parse_bib_text(text, shown)
+
+
+def parse_bib_text(text: str, shown: str) -> tuple[dict[str, Reference], list[Problem]]:
+    """Parse BibTeX source text; `shown` is the path used in problems."""
+    library = bibtexparser.parse_string(text, parse_stack=[])
+    problems = _failed_block_problems(library, shown)
+    problems += _raw_entry_problems(library, shown)
+    for middleware in (ResolveStringReferencesMiddleware(True), RemoveEnclosingMiddleware(True),
+                       FastLatexDecoding(keep_braced_groups=True), SeparateCoAuthors(True),
+                       SplitNameParts(True)):
+        library = middleware.transform(library)
+    references: dict[str, Reference] = {}
+    seen_lower: dict[str, Reference] = {}
+    for entry in library.entries:
+        if not entry.key:
+            continue  # reported by _raw_entry_problems
+        reference = _to_reference(entry, shown)
+        first = seen_lower.get(reference.key.lower())
+        if first is not None:
+            problems.append(Problem(shown, reference.line, reference.key, "key",
+                                    f"key differs only in case from '{first.key}' "
+                                    f"(line {first.line})", "keys must be unique ignoring case"))
+            continue
+        seen_lower[reference.key.lower()] = reference
+        references[reference.key] = reference
+        problems += _entry_problems(reference, entry, shown)
+    return references, problems
+
+
+def _failed_block_problems(library: bibtexparser.Library, shown: str) -> list[Problem]:
+    problems = []
+    for block in library.failed_blocks:
+        line = block.start_line + 1
+        match = KEY_RE.match(block.raw)
+        key = match.group(1) if match else ""
+        error = getattr(block, "error", None)
+        reason = str(getattr(error, "abort_reason", None) or error or "").strip()
+        if isinstance(block, model.DuplicateBlockKeyBlock):
+            first = block.previous_block.start_line + 1
+            problems.append(Problem(shown, line, block.key, "key",
+                                    f"duplicate key (first defined on line {first})",
+                                    "rename one of the entries or merge them"))
+        elif isinstance(block, model.DuplicateFieldKeyBlock):
+            names = ", ".join(sorted(block.duplicate_keys))
+            problems.append(Problem(shown, line, key, names, "field appears twice in the entry",
+                                    "keep one value; the entry is ignored until then"))
+        else:
+            problems.append(Problem(shown, line, key, "", f"malformed BibTeX entry: {reason or 'cannot parse'}",
+                                    "check braces, commas and '=' between this line and the next entry"))
+    return problems
+
+
+def _raw_entry_problems(library: bibtexparser.Library, shown: str) -> list[Problem]:
+    """Checks on unprocessed values: missing keys, swallowed fields, macros, '#'."""
+    problems = []
+    macros = {s.key.lower() for s in library.strings} | MONTH_MACROS
+    for entry in library.entries:
+        if not entry.key:
+            problems.append(Problem(shown, entry.start_line + 1, "", "key",
+                                    "entry has no citation key", "write @type{key, ...}"))
+            continue
+        for fld in entry.fields:
+            problems += _raw_value_problems(entry.key, fld, macros, shown)
+    return problems
+
+
+def _raw_value_problems(key: str, fld: model.Field, macros: set[str], shown: str) -> list[Problem]:
+    value = str(fld.value).strip()
+    line = fld.start_line + 1
+    swallowed = SWALLOWED_FIELD_RE.search(value)
+    if swallowed:
+        return [Problem(shown, line, key, fld.key,
+                        f"value runs into the next field '{swallowed.group(1)}'",
+                        "add the missing comma at the end of this field")]
+    if value[:1] in "{\"" or value.isdigit():
+        return []
+    if "#" in value:
+        return [Problem(shown, line, key, fld.key, "'#' string concatenation is not supported",
+                        "write the value out in full inside braces")]
+    if value.lower() not in macros:
+        return [Problem(shown, line, key, fld.key, f"undefined macro '{value}'",
+                        "enclose the value in braces, or define it with @string")]
+    return []
+
+
+def _to_reference(entry: model.Entry, shown: str) -> Reference:
+    fields: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    authors: tuple[Author, ...] = ()
+    for fld in entry.fields:
+        name = fld.key.lower()
+        lines[name] = fld.start_line + 1
+        if name == "author" and isinstance(fld.value, list):
+            authors = tuple(_author(p) for p in fld.value)
+            fields[name] = " and ".join(a.display for a in authors)
+        else:
+            fields[name] = strip_braces(str(fld.value))
+    if "doi" in fields:
+        fields["doi"] = normalise_doi(fields["doi"])
+    return Reference(key=entry.key, entry_type=entry.entry_type.lower(), path=shown,
+                     line=entry.start_line + 1, fields=fields, authors=authors,
+                     raw=entry.raw, verification=fields.get("verification"),
+                     field_lines=lines)
+
+
+def _author(part: object) -> Author:
+    if isinstance(part, NameParts):
+        return Author(last=strip_braces(" ".join(part.last)), first=strip_braces(" ".join(part.first)),
+                      von=strip_braces(" ".join(part.von)), jr=strip_braces(" ".join(part.jr)))
+    return Author(last=strip_braces(str(part)))
+
+
+def normalise_doi(doi: str) -> str:
+    """DOI without resolver prefix, case-folded (DOIs are case-insensitive)."""
+    doi = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", "", doi.strip(), flags=re.I)
+    return doi.lower()
+
+
+def _entry_problems(ref: Reference, entry: model.Entry, shown: str) -> list[Problem]:
+    problems = []
+
+    def add(field: str, reason: str, hint: str = "") -> None:
+        problems.append(Problem(shown, ref.field_lines.get(field, ref.line), ref.key, field, reason, hint))
+
+    for alternatives in REQUIRED.get(ref.entry_type, (("title", "howpublished"), ("year",))):
+        if not any(ref.fields.get(name) for name in alternatives):
+            add(alternatives[0], "missing required field" if len(alternatives) == 1
+                else f"missing required field (one of {', '.join(alternatives)})",
+                f"add {alternatives[0]} = {{...}} to this @{ref.entry_type}")
+    if ref.fields.get("year") and not re.fullmatch(r"\d{4}", ref.fields["year"]):
+        add("year", f"'{ref.fields['year']}' is not a four-digit year")
+    if ref.verification is None:
+        add("verification", "missing required field",
+            "add verification = {full-text}, {abstract} or {as-cited}")
+    elif ref.verification not in VERIFICATION_VALUES:
+        add("verification", f"'{ref.verification}' is not a verification status",
+            f"expected one of {', '.join(VERIFICATION_VALUES)}")
+    if ref.doi and not DOI_RE.match(ref.doi):
+        add("doi", f"'{ref.doi}' is not a DOI", "a DOI looks like 10.1016/j.clinph.2014.05.021")
+    if ref.pmid and not ref.pmid.isdigit():
+        add("pmid", f"'{ref.pmid}' is not a PubMed id", "a PMID is digits only")
+    if ref.pmcid and not PMCID_RE.match(ref.pmcid):
+        add("pmcid", f"'{ref.pmcid}' is not a PMC id", "a PMCID looks like PMC4949003")
+    return problems

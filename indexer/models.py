@@ -1,0 +1,286 @@
+"""The evidence model: frozen dataclasses shared by every step of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Verification(str, Enum):
+    """How well a reference or record has been checked against its source."""
+
+    FULL_TEXT = "full-text"
+    ABSTRACT = "abstract"
+    AS_CITED = "as-cited"
+
+    @property
+    def label(self) -> str:
+        return {
+            "full-text": "Verified from full text",
+            "abstract": "Verified from abstract",
+            "as-cited": "As cited (unverified)",
+        }[self.value]
+
+
+VERIFICATION_VALUES = tuple(v.value for v in Verification)
+LEVELS = ("A", "B", "C")
+CLASSES = ("I", "II", "III", "IV")
+DIRECTIONS = ("efficacy", "inefficacy")
+RESULTS = ("positive", "negative", "mixed", "inconclusive")
+
+LEVEL_LABELS = {
+    "A": "Level A: definite efficacy (or inefficacy)",
+    "B": "Level B: probable efficacy (or inefficacy)",
+    "C": "Level C: possible efficacy (or inefficacy)",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One validation problem, printed compiler-style: path:line: record: field: reason (hint)."""
+
+    path: str
+    line: int
+    record: str = ""
+    field: str = ""
+    reason: str = ""
+    hint: str = ""
+
+    def __str__(self) -> str:
+        parts = [f"{self.path}:{self.line}"]
+        if self.record:
+            parts.append(self.record)
+        if self.field:
+            parts.append(self.field)
+        text = ": ".join(parts) + f": {self.reason}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+@dataclass(frozen=True)
+class Author:
+    """One author, split into BibTeX name parts."""
+
+    last: str
+    first: str = ""
+    von: str = ""
+    jr: str = ""
+
+    @property
+    def display(self) -> str:
+        """'Lefaucheur JP' style, as in reference lists of clinical journals."""
+        initials = "".join(p[0] for p in self.first.replace("-", " ").split() if p and p[0].isalpha())
+        last = f"{self.von} {self.last}".strip()
+        return f"{last} {initials}".strip()
+
+    @property
+    def is_others(self) -> bool:
+        return self.last.lower() == "others" and not self.first
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One BibTeX entry of references.bib, decoded for display and indexing."""
+
+    key: str
+    entry_type: str
+    path: str
+    line: int
+    fields: dict[str, str]
+    authors: tuple[Author, ...]
+    raw: str
+    verification: str | None
+    field_lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def title(self) -> str:
+        return self.fields.get("title", "")
+
+    @property
+    def year(self) -> int | None:
+        value = self.fields.get("year", "")
+        return int(value) if value.isdigit() else None
+
+    @property
+    def doi(self) -> str | None:
+        return self.fields.get("doi") or None
+
+    @property
+    def pmid(self) -> str | None:
+        return self.fields.get("pmid") or None
+
+    @property
+    def pmcid(self) -> str | None:
+        return self.fields.get("pmcid") or None
+
+    @property
+    def venue(self) -> str:
+        for name in ("journal", "booktitle", "howpublished", "publisher"):
+            if self.fields.get(name):
+                return self.fields[name]
+        return ""
+
+    @property
+    def short(self) -> str:
+        """'Lefaucheur et al. 2014' for hit titles and tables."""
+        named = [a for a in self.authors if not a.is_others]
+        if not named:
+            who = self.fields.get("key", self.key)
+        elif len(named) == 1 and len(self.authors) == 1:
+            who = named[0].last
+        elif len(named) == 2 and len(self.authors) == 2:
+            who = f"{named[0].last} & {named[1].last}"
+        else:
+            who = f"{named[0].last} et al."
+        return f"{who} {self.year or 'n.d.'}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where in a source a record's facts were read."""
+
+    location: str
+    reference: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One stimulation condition of a study (most studies have one active arm)."""
+
+    target: tuple[str, ...]
+    side: tuple[str, ...]
+    protocol: tuple[str, ...]
+    frequency_hz: float | None = None
+    intensity: str | None = None
+    pulses_per_session: int | None = None
+    sessions: int | None = None
+    schedule: str | None = None
+    coil: tuple[str, ...] = ()
+    neuronavigation: bool | None = None
+    result: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class StatedClass:
+    """A study class as a source (usually a guideline table) states it."""
+
+    cls: str
+    reference: str
+    location: str
+
+
+@dataclass(frozen=True)
+class Study:
+    """A primary study linked to its BibTeX reference."""
+
+    id: str
+    path: str
+    line: int
+    reference: str
+    condition: tuple[str, ...]
+    design: str
+    randomised: bool | None
+    control: str | None
+    sham_type: str | None
+    blinding: str | None
+    patients_total: int | None
+    patients_active: int | None
+    flaws: tuple[str, ...] | None
+    arms: tuple[Arm, ...]
+    outcome_measure: str | None
+    result: str | None
+    summary: str
+    stated_class: StatedClass | None
+    source: Source
+    verification: str
+    notes: str | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, name: str) -> int:
+        return self.lines.get(name, self.line)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What a guideline concludes for an indication and a protocol, with its published level."""
+
+    id: str
+    path: str
+    line: int
+    guideline: str
+    indication: str
+    outcome_domain: str | None
+    population: str | None
+    target: tuple[str, ...]
+    side: tuple[str, ...]
+    protocol: tuple[str, ...]
+    coil: tuple[str, ...]
+    level: str | None
+    level_bound: str | None
+    direction: str | None
+    statement: str
+    supporting_studies: tuple[str, ...]
+    source: Source
+    verification: str
+    notes: str | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, name: str) -> int:
+        return self.lines.get(name, self.line)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of a knowledge page, with its own verification status."""
+
+    heading: str
+    text: str
+    verification: str
+    sources: tuple[Source, ...] = ()
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Reference knowledge the app shows beside the evidence (e.g. a diagnostic grading system)."""
+
+    id: str
+    path: str
+    line: int
+    title: str
+    summary: str
+    indication: tuple[str, ...]
+    references: tuple[str, ...]
+    sections: tuple[Section, ...]
+    source: Source
+    verification: str
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, name: str) -> int:
+        return self.lines.get(name, self.line)
+
+
+Record = Study | Recommendation | Knowledge
+
+
+@dataclass(frozen=True)
+class Term:
+    """One vocabulary term: an id used by records, its label, and what people type for it."""
+
+    id: str
+    label: str
+    vocabulary: str
+    broader: tuple[str, ...] = ()
+    abbreviations: tuple[str, ...] = ()
+    synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
+    line: int = field(default=0, compare=False)
+
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        """Label, abbreviations and synonyms in every language."""
+        names = [self.label, *self.abbreviations]
+        for values in self.synonyms.values():
+            names.extend(values)
+        return tuple(names)

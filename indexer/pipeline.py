@@ -1,0 +1,111 @@
+"""load(settings): parse -> validate -> grade, returning the whole knowledge base."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import grading
+from .bib import parse_bib
+from .models import Knowledge, Problem, Recommendation, Record, Reference, Study
+from .records import parse_records, record_files
+from .rulesets import RuleSet, load_rulesets
+from .settings import Settings
+from .validate import check
+from .vocab import Vocabularies, load_vocabularies
+
+
+@dataclass
+class KB:
+    """A parsed, validated and graded knowledge base."""
+
+    settings: Settings
+    references: dict[str, Reference]
+    records: list[Record]
+    vocab: Vocabularies
+    rulesets: dict[str, RuleSet]
+    problems: list[Problem]
+    classes: dict[str, grading.ClassResult] = field(default_factory=dict)
+    levels: dict[str, grading.LevelResult] = field(default_factory=dict)
+    ruleset: RuleSet | None = None
+
+    @property
+    def studies(self) -> dict[str, Study]:
+        return {r.id: r for r in self.records if isinstance(r, Study)}
+
+    @property
+    def recommendations(self) -> dict[str, Recommendation]:
+        return {r.id: r for r in self.records if isinstance(r, Recommendation)}
+
+    @property
+    def knowledge(self) -> dict[str, Knowledge]:
+        return {r.id: r for r in self.records if isinstance(r, Knowledge)}
+
+    def comparisons(self) -> dict[str, grading.Comparison]:
+        """Published vs computed level for every recommendation."""
+        return {rid: grading.compare(rec, self.levels[rid]) for rid, rec in self.recommendations.items()
+                if rid in self.levels}
+
+
+def load(settings: Settings, ruleset_id: str | None = None) -> KB:
+    """Parse every source, check it, and grade it under the chosen (default) rule set."""
+    kb_dir, shown_kb = settings.kb_dir, settings.relative(settings.kb_dir)
+    references, problems = parse_bib(settings.bib_path, settings.relative(settings.bib_path))
+    if not kb_dir.is_dir():
+        problems.append(Problem(shown_kb, 1, reason="knowledge base directory not found",
+                                hint="create kb/ or point TMSKB_KB_DIR at it"))
+    vocab, found = load_vocabularies(kb_dir / "vocab", f"{shown_kb}/vocab")
+    problems += found
+    rulesets, found = load_rulesets(kb_dir / "rulesets", f"{shown_kb}/rulesets")
+    problems += found
+    records, found = parse_records(kb_dir, settings.root)
+    problems += found
+    problems += check(references, records, vocab)
+    kb = KB(settings, references, records, vocab, rulesets, sorted(set(problems)))
+    kb.ruleset = choose_ruleset(rulesets, ruleset_id)
+    if kb.ruleset is not None:
+        grade(kb, kb.ruleset)
+    return kb
+
+
+def choose_ruleset(rulesets: dict[str, RuleSet], ruleset_id: str | None) -> RuleSet | None:
+    """The requested rule set, else the default one; None if there is none."""
+    if ruleset_id is not None:
+        return rulesets.get(ruleset_id)
+    defaults = [r for r in rulesets.values() if r.default]
+    return defaults[0] if defaults else None
+
+
+def crossover_designs(vocab: Vocabularies) -> frozenset[str]:
+    """Design ids the designs vocabulary marks as cross-over."""
+    return frozenset(t.id for t in vocab.terms.get("designs", {}).values() if t.properties.get("crossover"))
+
+
+def grade(kb: KB, ruleset: RuleSet) -> None:
+    """Fill kb.classes (every study) and kb.levels (every recommendation) under `ruleset`."""
+    crossover = crossover_designs(kb.vocab)
+    studies = kb.studies
+    kb.classes = {sid: grading.effective_class(s, ruleset, crossover) for sid, s in studies.items()}
+    results = {sid: s.result for sid, s in studies.items()}
+    kb.levels = {rid: grading.compute_level(rec, results, kb.classes, ruleset)
+                 for rid, rec in kb.recommendations.items()}
+
+
+def source_files(settings: Settings) -> list[Path]:
+    """Every file the index is built from, in a stable order."""
+    kb_dir = settings.kb_dir
+    extra = [*sorted((kb_dir / "vocab").glob("*.yaml")), *sorted((kb_dir / "rulesets").glob("*.yaml"))]
+    return [settings.bib_path, *extra, *record_files(kb_dir)] if kb_dir.is_dir() else [settings.bib_path]
+
+
+def fingerprint(settings: Settings) -> str:
+    """Hash of every source file's path and bytes: equal fingerprints mean nothing changed."""
+    digest = hashlib.sha256()
+    for path in source_files(settings):
+        digest.update(str(path.relative_to(settings.root) if path.is_relative_to(settings.root)
+                          else path).encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+        digest.update(b"\0")
+    return digest.hexdigest()

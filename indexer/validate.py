@@ -1,0 +1,116 @@
+"""Cross-file rules: keys resolve, vocabulary ids exist, links point at real records."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator
+
+from .models import Knowledge, Problem, Recommendation, Record, Reference, Study
+from .vocab import FIELD_VOCABULARY, Vocabularies, check_ids
+
+
+def check(references: dict[str, Reference], records: list[Record],
+          vocab: Vocabularies) -> list[Problem]:
+    """Every cross-file problem: duplicates, unknown keys, unknown terms, broken links."""
+    problems = _duplicate_ids(records)
+    studies = {r.id for r in records if isinstance(r, Study)}
+    for record in records:
+        problems += _key_problems(record, references)
+        problems += _term_problems(record, vocab)
+        if isinstance(record, Recommendation):
+            problems += _recommendation_problems(record, studies)
+    return problems
+
+
+def _duplicate_ids(records: list[Record]) -> list[Problem]:
+    first: dict[str, Record] = {}
+    problems = []
+    for record in records:
+        if record.id in first:
+            other = first[record.id]
+            problems.append(Problem(record.path, record.line, record.id, "id",
+                                    f"duplicate record id (also used by {other.path}:{other.line})",
+                                    "record ids must be unique across kb/"))
+        else:
+            first[record.id] = record
+    return problems
+
+
+def _cited_keys(record: Record) -> Iterator[tuple[str, str]]:
+    """(field path, BibTeX key) for every key a record cites."""
+    if isinstance(record, Study):
+        yield "reference", record.reference
+        if record.stated_class:
+            yield "stated_class.reference", record.stated_class.reference
+    elif isinstance(record, Recommendation):
+        yield "guideline", record.guideline
+    elif isinstance(record, Knowledge):
+        for i, key in enumerate(record.references):
+            yield f"references.{i}", key
+        for i, section in enumerate(record.sections):
+            for j, src in enumerate(section.sources):
+                if src.reference:
+                    yield f"sections.{i}.sources.{j}.reference", src.reference
+    if record.source.reference:
+        yield "source.reference", record.source.reference
+
+
+def _key_problems(record: Record, references: dict[str, Reference]) -> list[Problem]:
+    problems = []
+    for field, key in _cited_keys(record):
+        if key not in references:
+            problems.append(Problem(record.path, record.line_of(field), record.id, field,
+                                    f"'{key}' is not in references.bib",
+                                    _did_you_mean(key, references, "add the entry with tmskb add")))
+    return problems
+
+
+def _vocab_fields(record: Record) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """(field path, vocabulary, ids) for every vocabulary-backed field of a record."""
+    if isinstance(record, Study):
+        yield "condition", "indications", record.condition
+        yield "design", "designs", (record.design,)
+        for i, arm in enumerate(record.arms):
+            for name in ("target", "side", "protocol", "coil"):
+                yield f"arms.{i}.{name}", FIELD_VOCABULARY[name], getattr(arm, name)
+    elif isinstance(record, Recommendation):
+        yield "indication", "indications", (record.indication,)
+        if record.outcome_domain:
+            yield "outcome_domain", "outcomes", (record.outcome_domain,)
+        for name in ("target", "side", "protocol", "coil"):
+            yield name, FIELD_VOCABULARY[name], getattr(record, name)
+    elif isinstance(record, Knowledge):
+        yield "indication", "indications", record.indication
+
+
+def _term_problems(record: Record, vocab: Vocabularies) -> list[Problem]:
+    problems = []
+    for field, vocabulary, values in _vocab_fields(record):
+        for value, hint in check_ids(vocab, vocabulary, values):
+            problems.append(Problem(record.path, record.line_of(field), record.id, field,
+                                    f"'{value}' is not a term of the {vocabulary} vocabulary", hint))
+    return problems
+
+
+def _recommendation_problems(rec: Recommendation, studies: set[str]) -> list[Problem]:
+    problems = []
+    for i, study_id in enumerate(rec.supporting_studies):
+        if study_id not in studies:
+            problems.append(Problem(rec.path, rec.line_of(f"supporting_studies.{i}"), rec.id,
+                                    "supporting_studies", f"'{study_id}' is not a study record",
+                                    _did_you_mean(study_id, studies, "create it with tmskb new study")))
+    if rec.level and not rec.direction:
+        problems.append(Problem(rec.path, rec.line_of("direction"), rec.id, "direction",
+                                "a published level needs a direction", "write efficacy or inefficacy"))
+    if rec.level and rec.level_bound:
+        problems.append(Problem(rec.path, rec.line_of("level_bound"), rec.id, "level_bound",
+                                "give either a level or a level bound, not both",
+                                "set level_bound: null when the level is known"))
+    return problems
+
+
+def _did_you_mean(value: str, options: Iterable[str], fallback: str) -> str:
+    options = list(options)
+    lowered = {o.lower(): o for o in options}
+    close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"did you mean '{lowered[close[0]]}'?" if close else fallback

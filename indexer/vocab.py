@@ -1,0 +1,175 @@
+"""Controlled vocabularies: ids that records use, with labels and what clinicians type for them."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import schema, yamlio
+from .models import Problem, Term
+
+# The vocabulary behind each record field that takes ids.
+FIELD_VOCABULARY = {
+    "condition": "indications", "indication": "indications", "target": "targets",
+    "side": "sides", "protocol": "protocols", "coil": "coils", "design": "designs",
+    "outcome_domain": "outcomes",
+}
+
+
+def fold(text: str) -> str:
+    """Case-, accent-, hyphen- and space-insensitive form used to match what people type."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    stripped = re.sub(r"[-_/’'`]", " ", stripped.casefold())
+    return " ".join(stripped.split())
+
+
+@dataclass
+class Vocabularies:
+    """All vocabularies of a KB, indexed for lookup by id and by any name."""
+
+    terms: dict[str, dict[str, Term]] = field(default_factory=dict)
+    _names: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, term: Term) -> None:
+        self.terms.setdefault(term.vocabulary, {})[term.id] = term
+        names = self._names.setdefault(term.vocabulary, {})
+        for name in (term.id, *term.all_names):
+            names.setdefault(fold(name), term.id)
+
+    def get(self, vocabulary: str, term_id: str) -> Term | None:
+        return self.terms.get(vocabulary, {}).get(term_id)
+
+    def label(self, vocabulary: str, term_id: str) -> str:
+        term = self.get(vocabulary, term_id)
+        return term.label if term else term_id
+
+    def resolve(self, vocabulary: str, text: str) -> Term | None:
+        """The term whose id, label, abbreviation or synonym is `text` (folded)."""
+        term_id = self._names.get(vocabulary, {}).get(fold(text))
+        return self.get(vocabulary, term_id) if term_id else None
+
+    def suggest(self, vocabulary: str, text: str) -> str | None:
+        """Closest id for an unknown value, matching ids and every name."""
+        names = self._names.get(vocabulary, {})
+        close = difflib.get_close_matches(fold(text), list(names), n=1, cutoff=0.6)
+        return names[close[0]] if close else None
+
+    def ancestors(self, vocabulary: str, term_id: str) -> list[str]:
+        """Broader terms, nearest first, without repeats or cycles."""
+        seen: list[str] = []
+        todo = list(self.get(vocabulary, term_id).broader if self.get(vocabulary, term_id) else ())
+        while todo:
+            current = todo.pop(0)
+            if current in seen or current == term_id:
+                continue
+            seen.append(current)
+            parent = self.get(vocabulary, current)
+            todo.extend(parent.broader if parent else ())
+        return seen
+
+    def names(self) -> Iterator[tuple[str, str, str]]:
+        """(folded name, vocabulary, term id) for every name of every term."""
+        for vocabulary, names in self._names.items():
+            for name, term_id in names.items():
+                yield name, vocabulary, term_id
+
+    def to_json(self) -> dict[str, list[dict[str, object]]]:
+        """Plain data for the index, so search needs no access to kb/."""
+        return {
+            vocabulary: [
+                {"id": t.id, "label": t.label, "broader": list(t.broader),
+                 "abbreviations": list(t.abbreviations),
+                 "synonyms": {k: list(v) for k, v in t.synonyms.items()}}
+                for t in terms.values()
+            ]
+            for vocabulary, terms in self.terms.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[dict[str, object]]]) -> Vocabularies:
+        vocab = cls()
+        for vocabulary, terms in data.items():
+            for t in terms:
+                vocab.add(_term(vocabulary, t))
+        return vocab
+
+
+def _term(vocabulary: str, data: dict[str, object], line: int = 0) -> Term:
+    synonyms = data.get("synonyms") or {}
+    assert isinstance(synonyms, dict)
+    return Term(
+        id=str(data["id"]), label=str(data["label"]), vocabulary=vocabulary,
+        broader=tuple(_strings(data.get("broader"))),
+        abbreviations=tuple(_strings(data.get("abbreviations"))),
+        synonyms={str(lang): tuple(_strings(v)) for lang, v in synonyms.items()},
+        properties=dict(data.get("properties") or {}),  # type: ignore[call-overload]
+        line=line,
+    )
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def load_vocabularies(vocab_dir: Path, shown: str) -> tuple[Vocabularies, list[Problem]]:
+    """Read kb/vocab/*.yaml; `shown` is the directory as shown in problems."""
+    vocab, problems = Vocabularies(), []
+    for path in sorted(vocab_dir.glob("*.yaml")):
+        where = f"{shown}/{path.name}"
+        try:
+            located = yamlio.load(path.read_text(encoding="utf-8"))
+        except yamlio.YamlError as exc:
+            problems.append(Problem(where, exc.line, path.stem, "", exc.reason))
+            continue
+        errors = schema.validate(located, "vocabulary", where, path.stem)
+        if errors:
+            problems += errors
+            continue
+        name = located.data["vocabulary"]
+        if name != path.stem:
+            problems.append(Problem(where, located.line("vocabulary"), path.stem, "vocabulary",
+                                    f"name '{name}' does not match the file name",
+                                    f"rename the file to {name}.yaml or fix the name"))
+        problems += _add_terms(vocab, path.stem, located, where)
+    problems += _check_broader(vocab, shown)
+    return vocab, problems
+
+
+def _add_terms(vocab: Vocabularies, name: str, located: yamlio.Located, where: str) -> list[Problem]:
+    problems = []
+    for i, data in enumerate(located.data["terms"]):
+        term = _term(name, data, located.line(f"terms.{i}"))
+        if vocab.get(name, term.id):
+            problems.append(Problem(where, located.line(f"terms.{i}.id"), name, f"terms.{i}.id",
+                                    f"duplicate term id '{term.id}'", "term ids must be unique"))
+            continue
+        vocab.add(term)
+    return problems
+
+
+def _check_broader(vocab: Vocabularies, shown: str) -> list[Problem]:
+    problems = []
+    for name, terms in vocab.terms.items():
+        for term in terms.values():
+            for parent in term.broader:
+                if parent not in terms:
+                    problems.append(Problem(f"{shown}/{name}.yaml", term.line, name, "broader",
+                                            f"'{parent}' is not a term of {name}",
+                                            _hint(vocab, name, parent)))
+    return problems
+
+
+def _hint(vocab: Vocabularies, vocabulary: str, value: str) -> str:
+    exact = vocab.resolve(vocabulary, value)
+    close = exact.id if exact else vocab.suggest(vocabulary, value)
+    return f"did you mean '{close}'?" if close else f"add it to kb/vocab/{vocabulary}.yaml"
+
+
+def check_ids(vocab: Vocabularies, vocabulary: str, values: Iterable[str]) -> list[tuple[str, str]]:
+    """(unknown value, hint) for every value that is not an id of `vocabulary`."""
+    return [(v, _hint(vocab, vocabulary, v)) for v in values if vocab.get(vocabulary, v) is None]

@@ -1,0 +1,87 @@
+"""YAML loading that keeps 1-based line numbers for every mapping key and list item.
+
+PyYAML's C composer gives node marks; we turn nodes into plain Python values and keep
+a side table of lines keyed by the path to each value ("arms.0.target").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+try:  # libyaml is several times faster; the pure-Python loader gives the same marks.
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+_constructor = yaml.SafeLoader("")  # only used to resolve scalar tags to Python values
+
+
+@dataclass
+class Located:
+    """A YAML document as plain data plus a line for each path."""
+
+    data: Any
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def line(self, path: str, default: int = 1) -> int:
+        """Line of the value at `path`, else of its nearest parent, else `default`."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path.rpartition(".")[0]
+        return self.lines.get("", default)
+
+
+class YamlError(Exception):
+    """A YAML syntax error with a 1-based line."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+
+
+def load(text: str) -> Located:
+    """Parse one YAML document; raise YamlError on syntax errors or duplicate keys."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        reason = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise YamlError(line, f"YAML syntax error: {reason}") from None
+    except yaml.YAMLError as exc:
+        raise YamlError(1, f"YAML error: {exc}") from None
+    located = Located(None)
+    if node is not None:
+        located.data = _convert(node, "", located.lines)
+    return located
+
+
+def _convert(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(_scalar(key_node))
+            child = f"{path}.{key}" if path else key
+            if key in result:
+                raise YamlError(key_node.start_mark.line + 1, f"duplicate key '{key}'")
+            result[key] = _convert(value_node, child, lines)
+            lines[child] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, f"{path}.{i}" if path else str(i), lines) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise YamlError(node.start_mark.line + 1, "a mapping or list cannot be used as a key")
+    build = _constructor.yaml_constructors.get(node.tag)
+    if build is None:
+        raise YamlError(node.start_mark.line + 1, f"unsupported YAML tag {node.tag}")
+    return build(_constructor, node)
