@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from itertools import product
 from typing import Any
 
@@ -26,7 +26,7 @@ LEVEL_ORDER = ("A", "B", "C")
 BLINDED = {"double": True, "assessor": True, "open": False}
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """Lefaucheur-style evidence levels."""
 
     A = "A"

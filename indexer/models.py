@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Verification(str, Enum):
+class Verification(StrEnum):
     """How well a reference or record has been checked against its source."""
 
     FULL_TEXT = "full-text"

@@ -109,3 +109,33 @@ def fingerprint(settings: Settings) -> str:
         digest.update(path.read_bytes() if path.is_file() else b"<missing>")
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def statistics(kb: KB) -> dict[str, dict[str, object]]:
+    """Counts for `tmskb stats`: references by status, recommendations by guideline and level,
+    studies by condition and class (stated or computed)."""
+    refs: dict[str, object] = {}
+    for ref in kb.references.values():
+        refs[ref.verification or "missing"] = int(str(refs.get(ref.verification or "missing", 0))) + 1
+    recs: dict[str, dict[str, int]] = {}
+    for rec in kb.recommendations.values():
+        level = rec.level or (rec.level_bound or "no level")
+        table = recs.setdefault(rec.guideline, {})
+        table[level] = table.get(level, 0) + 1
+    conditions: dict[str, int] = {}
+    for study in kb.studies.values():
+        for condition in study.condition:
+            label = kb.vocab.label("indications", condition)
+            conditions[label] = conditions.get(label, 0) + 1
+    classes: dict[str, int] = {}
+    for result in kb.classes.values():
+        key = f"{result.cls or 'undetermined'} ({result.basis}{'' if result.certain else ', lower bound'})"
+        classes[key] = classes.get(key, 0) + 1
+    return {
+        "totals": {"references": len(kb.references), "studies": len(kb.studies),
+                   "recommendations": len(kb.recommendations), "knowledge pages": len(kb.knowledge)},
+        "references by verification": dict(sorted(refs.items())),
+        "recommendations by guideline and level": {k: dict(sorted(v.items())) for k, v in sorted(recs.items())},
+        "studies by condition": dict(sorted(conditions.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "studies by class": dict(sorted(classes.items())),
+    }

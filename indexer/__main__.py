@@ -1,0 +1,5 @@
+"""`python -m indexer` runs the tmskb command group."""
+
+from .cli import cli
+
+cli()

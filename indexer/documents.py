@@ -1,0 +1,225 @@
+"""Turn a graded KB into flat index documents: facet values, search text and display data.
+
+Nothing here imports Whoosh; index.py decides how these fields are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+from .grading import ClassResult
+from .models import Knowledge, Recommendation, Reference, Study
+from .pipeline import KB
+from .vocab import FIELD_VOCABULARY
+
+LEVEL_RANK = {"A": 1, "B": 2, "C": 3}
+BOUND_RANK = 4
+CLASS_RANK = {"I": 1, "II": 2, "III": 3, "IV": 4}
+NO_RANK = 9
+FACETS = ("type", "level", "direction", "indication", "target", "side", "protocol", "class",
+          "year", "guideline", "verification")
+MULTI_VALUED = ("indication", "target", "side", "protocol", "guideline")
+
+
+def build_documents(kb: KB) -> list[dict[str, Any]]:
+    """One document per reference and record, each with a content hash."""
+    cited_by: dict[str, list[str]] = {}
+    for record in kb.records:
+        for key in _keys(record):
+            cited_by.setdefault(key, []).append(record.id)
+    guidelines_of: dict[str, list[str]] = {}
+    for rec in kb.recommendations.values():
+        for sid in rec.supporting_studies:
+            guidelines_of.setdefault(sid, []).append(rec.guideline)
+    docs = [_reference_doc(kb, ref, cited_by.get(ref.key, [])) for ref in kb.references.values()]
+    for record in kb.records:
+        if isinstance(record, Study):
+            docs.append(_study_doc(kb, record, sorted(set(guidelines_of.get(record.id, [])))))
+        elif isinstance(record, Recommendation):
+            docs.append(_recommendation_doc(kb, record))
+        elif isinstance(record, Knowledge):
+            docs.append(_knowledge_doc(kb, record))
+    for doc in docs:
+        doc["hash"] = content_hash(doc)
+    return docs
+
+
+def content_hash(doc: dict[str, Any]) -> str:
+    """Stable hash of a document's content (excluding any previous hash)."""
+    body = {k: v for k, v in doc.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _keys(record: Study | Recommendation | Knowledge) -> list[str]:
+    if isinstance(record, Study):
+        return [record.reference]
+    if isinstance(record, Recommendation):
+        return [record.guideline]
+    return list(record.references)
+
+
+def _labels(kb: KB, field: str, ids: tuple[str, ...]) -> list[dict[str, str]]:
+    vocabulary = FIELD_VOCABULARY[field]
+    return [{"id": i, "label": kb.vocab.label(vocabulary, i)} for i in ids]
+
+
+def _concepts(kb: KB, field: str, ids: tuple[str, ...]) -> list[str]:
+    """Ids plus their broader terms, so 'neuropathic pain' also finds postherpetic neuralgia."""
+    vocabulary = FIELD_VOCABULARY[field]
+    out: list[str] = []
+    for i in ids:
+        out += [i, *kb.vocab.ancestors(vocabulary, i)]
+    return out
+
+
+def _citation(ref: Reference | None) -> dict[str, Any]:
+    if ref is None:
+        return {}
+    return {"key": ref.key, "short": ref.short, "title": ref.title, "venue": ref.venue,
+            "year": ref.year, "verification": ref.verification, "doi": ref.doi, "pmid": ref.pmid}
+
+
+def _base(doc_id: str, kind: str, title: str, summary: str, year: int | None, verification: str | None,
+          body: list[str]) -> dict[str, Any]:
+    return {
+        "id": doc_id, "type": kind, "title": title, "summary": summary,
+        "year": str(year) if year else "", "year_sort": 9999 - year if year else 9999,
+        "verification": verification or "", "level": "", "direction": "", "class": "",
+        "indication": [], "target": [], "side": [], "protocol": [], "guideline": [],
+        "concepts": [], "authors": "", "level_rank": NO_RANK, "class_rank": NO_RANK,
+        "body": " ".join(part for part in body if part),
+    }
+
+
+def _reference_doc(kb: KB, ref: Reference, cited_by: list[str]) -> dict[str, Any]:
+    title = ref.title or f"{ref.short}, {ref.venue}".strip(", ")
+    summary = f"{ref.short}. {ref.venue}".strip()
+    doc = _base(ref.key, "reference", title, summary, ref.year, ref.verification,
+                [ref.title, ref.venue, ref.fields.get("author", ""), ref.fields.get("note", ""),
+                 ref.fields.get("howpublished", "")])
+    doc["authors"] = " ".join(f"{a.first} {a.von} {a.last}" for a in ref.authors if not a.is_others)
+    doc["data"] = {
+        "fields": ref.fields, "entry_type": ref.entry_type, "short": ref.short,
+        "authors": [asdict(a) for a in ref.authors], "raw": ref.raw, "cited_by": cited_by,
+        "verification": ref.verification, "path": ref.path, "line": ref.line,
+    }
+    return doc
+
+
+def _class_data(result: ClassResult | None) -> dict[str, Any]:
+    return asdict(result) if result else {}
+
+
+def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
+    ref = kb.references.get(study.reference)
+    arms = study.arms
+    targets = tuple(dict.fromkeys(t for a in arms for t in a.target))
+    sides = tuple(dict.fromkeys(s for a in arms for s in a.side))
+    protocols = tuple(dict.fromkeys(p for a in arms for p in a.protocol))
+    coils = tuple(dict.fromkeys(c for a in arms for c in a.coil))
+    conditions = [kb.vocab.label("indications", c) for c in study.condition]
+    target_labels = [kb.vocab.label("targets", t) for t in targets]
+    protocol_labels = [kb.vocab.label("protocols", p).split(" (")[0] for p in protocols]
+    who = ref.short if ref else study.reference
+    title = f"{who}: {', '.join(protocol_labels)} of {', '.join(target_labels)} in {', '.join(conditions)}"
+    freqs = [f"{a.frequency_hz:g} Hz" for a in arms if a.frequency_hz is not None]
+    grade = kb.classes.get(study.id)
+    body = [title, study.summary, study.outcome_measure or "", study.notes or "", " ".join(freqs),
+            kb.vocab.label("designs", study.design), *(_names(kb, "indications", study.condition)),
+            *(_names(kb, "targets", targets)), *(_names(kb, "protocols", protocols)),
+            *(_names(kb, "sides", sides)), *(_names(kb, "coils", coils)), ref.title if ref else ""]
+    doc = _base(study.id, "study", title, study.summary, ref.year if ref else None, study.verification, body)
+    doc.update({
+        "indication": list(study.condition), "target": list(targets), "side": list(sides),
+        "protocol": list(protocols), "guideline": guidelines,
+        "class": grade.cls or "" if grade else "", "direction": "",
+        "class_rank": CLASS_RANK.get(grade.cls or "", NO_RANK) if grade else NO_RANK,
+        "concepts": _concepts(kb, "condition", study.condition) + _concepts(kb, "target", targets)
+        + _concepts(kb, "protocol", protocols) + list(sides) + list(coils) + [study.design],
+    })
+    doc["data"] = {
+        "record": _record_fields(study), "reference": _citation(ref), "class": _class_data(grade),
+        "labels": {"condition": _labels(kb, "condition", study.condition),
+                   "design": kb.vocab.label("designs", study.design)},
+        "arms": [{**asdict(a), "target_labels": _labels(kb, "target", a.target),
+                  "side_labels": _labels(kb, "side", a.side),
+                  "protocol_labels": _labels(kb, "protocol", a.protocol),
+                  "coil_labels": _labels(kb, "coil", a.coil)} for a in arms],
+        "ruleset": kb.ruleset.id if kb.ruleset else None,
+    }
+    return doc
+
+
+def _names(kb: KB, vocabulary: str, ids: tuple[str, ...]) -> list[str]:
+    """Labels and English names, so plain-word searches match records without the ids."""
+    out = []
+    for i in ids:
+        term = kb.vocab.get(vocabulary, i)
+        if term:
+            out += [term.label, *term.abbreviations, *term.synonyms.get("en", ())]
+    return out
+
+
+def _recommendation_doc(kb: KB, rec: Recommendation) -> dict[str, Any]:
+    guideline = kb.references.get(rec.guideline)
+    indication = kb.vocab.label("indications", rec.indication)
+    outcome = kb.vocab.label("outcomes", rec.outcome_domain) if rec.outcome_domain else ""
+    protocols = " + ".join(kb.vocab.label("protocols", p).split(" (")[0] for p in rec.protocol)
+    targets = ", ".join(kb.vocab.label("targets", t) for t in rec.target)
+    grade = f"Level {rec.level}" if rec.level else (rec.level_bound or "level not verified")
+    title = f"{indication}{f' ({outcome})' if outcome else ''}: {protocols} of {targets} — {grade}"
+    year = guideline.year if guideline else None
+    body = [title, rec.statement, rec.population or "", rec.notes or "", outcome,
+            *(_names(kb, "indications", (rec.indication,))), *(_names(kb, "targets", rec.target)),
+            *(_names(kb, "protocols", rec.protocol)), *(_names(kb, "sides", rec.side)),
+            *(_names(kb, "coils", rec.coil)), guideline.title if guideline else ""]
+    doc = _base(rec.id, "recommendation", title, rec.statement, year, rec.verification, body)
+    computed = kb.levels.get(rec.id)
+    doc.update({
+        "level": rec.level or (rec.level_bound or ""), "direction": rec.direction or "",
+        "indication": [rec.indication], "target": list(rec.target), "side": list(rec.side),
+        "protocol": list(rec.protocol), "guideline": [rec.guideline],
+        "level_rank": LEVEL_RANK.get(rec.level or "", BOUND_RANK if rec.level_bound else NO_RANK),
+        "concepts": _concepts(kb, "indication", (rec.indication,)) + _concepts(kb, "target", rec.target)
+        + _concepts(kb, "protocol", rec.protocol) + list(rec.side) + list(rec.coil)
+        + ([rec.outcome_domain] if rec.outcome_domain else []),
+    })
+    comparison = kb.comparisons().get(rec.id) if computed else None
+    doc["data"] = {
+        "record": _record_fields(rec), "guideline": _citation(guideline),
+        "computed": asdict(computed) if computed else None,
+        "comparison": asdict(comparison) if comparison else None,
+        "supporting": [_supporting(kb, sid) for sid in rec.supporting_studies],
+        "labels": {"indication": indication, "outcome_domain": outcome,
+                   "target": _labels(kb, "target", rec.target), "side": _labels(kb, "side", rec.side),
+                   "protocol": _labels(kb, "protocol", rec.protocol), "coil": _labels(kb, "coil", rec.coil)},
+        "ruleset": kb.ruleset.id if kb.ruleset else None,
+    }
+    return doc
+
+
+def _supporting(kb: KB, sid: str) -> dict[str, Any]:
+    study = kb.studies.get(sid)
+    ref = kb.references.get(study.reference) if study else None
+    return {"id": sid, "short": ref.short if ref else sid, "result": study.result if study else None,
+            "class": _class_data(kb.classes.get(sid))}
+
+
+def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:
+    body = [page.title, page.summary, *(f"{s.heading} {s.text}" for s in page.sections),
+            *(_names(kb, "indications", page.indication))]
+    doc = _base(page.id, "knowledge", page.title, page.summary, None, page.verification, body)
+    doc["indication"] = list(page.indication)
+    doc["concepts"] = _concepts(kb, "indication", page.indication)
+    doc["data"] = {"record": _record_fields(page),
+                   "references": [_citation(kb.references.get(k)) for k in page.references]}
+    return doc
+
+
+def _record_fields(record: Study | Recommendation | Knowledge) -> dict[str, Any]:
+    data = asdict(record)
+    data.pop("lines", None)
+    return data

@@ -1,0 +1,239 @@
+"""The Whoosh index: schema, atomic generations, incremental updates. The only writer.
+
+Layout of an index directory:
+    CURRENT -> gen-000042      symlink, replaced atomically (readers resolve it once)
+    gen-000042/                a complete Whoosh index + manifest.json + vocab.json
+    .lock                      flock held by the one writer
+
+A build never touches the generation readers use: it writes a new directory (a copy of the
+current one when updating incrementally), then swaps the symlink. A crash leaves at worst a
+stale `*.tmp-*` directory, removed by the next build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from whoosh import index as whoosh_index
+from whoosh.analysis import CharsetFilter, LowercaseFilter, RegexTokenizer, StemFilter
+from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, TEXT, Schema
+from whoosh.support.charset import accent_map
+
+from .documents import MULTI_VALUED
+
+SCHEMA_VERSION = 1
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+VOCAB = "vocab.json"
+# Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
+TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
+MULTIPROCESS_THRESHOLD = 3000
+
+
+def analyzer() -> Any:
+    """Words, lower-cased, accent-folded, stemmed; no stop words so phrases stay exact."""
+    return RegexTokenizer(TOKEN_PATTERN) | LowercaseFilter() | CharsetFilter(accent_map) | StemFilter()
+
+
+def make_schema() -> Schema:
+    """Stored fields for display, keyword fields for facets, numeric columns for sorting."""
+    text = analyzer()
+    fields: dict[str, Any] = {
+        "id": ID(stored=True, unique=True),
+        "title": TEXT(analyzer=text, stored=True, field_boost=3.0),
+        "summary": TEXT(analyzer=text, stored=True, field_boost=1.5),
+        "body": TEXT(analyzer=text, spelling=True),
+        "authors": TEXT(analyzer=text),
+        "concepts": KEYWORD(lowercase=True, scorable=False),
+        "data": STORED(),
+        "level_rank": NUMERIC(sortable=True),
+        "class_rank": NUMERIC(sortable=True),
+        "year_sort": NUMERIC(sortable=True),
+    }
+    for name in ("type", "level", "direction", "class", "year", "verification"):
+        fields[name] = ID(stored=True, sortable=True)
+    for name in MULTI_VALUED:
+        fields[name] = KEYWORD(stored=True, scorable=False)
+    return Schema(**fields)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did."""
+
+    generation: str
+    added: int
+    updated: int
+    deleted: int
+    unchanged: int
+    full: bool
+    seconds: float
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.updated + self.deleted
+
+
+def current_dir(index_dir: Path) -> Path | None:
+    """The generation readers should open, or None if there is no index yet."""
+    link = index_dir / CURRENT
+    try:
+        target = link.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError, OSError):
+        return None
+    return target if (target / MANIFEST).is_file() else None
+
+
+def read_manifest(generation: Path) -> dict[str, Any]:
+    return dict(json.loads((generation / MANIFEST).read_text("utf-8")))
+
+
+def is_current(index_dir: Path, fingerprint: str) -> bool:
+    """True if the live index was built from exactly these sources with this schema."""
+    generation = current_dir(index_dir)
+    if generation is None:
+        return False
+    manifest = read_manifest(generation)
+    return manifest.get("fingerprint") == fingerprint and manifest.get("schema") == SCHEMA_VERSION
+
+
+@contextlib.contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Serialise builds; the lock dies with its process, so a killed build never blocks the next."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_index(docs: list[dict[str, Any]], index_dir: Path, *, fingerprint: str,
+                extra: dict[str, Any], force: bool = False,
+                progress: Callable[[int], None] | None = None) -> BuildReport:
+    """Write `docs` into a new generation and make it current.
+
+    Reuses the current generation when the schema is unchanged, re-indexing only documents
+    whose content hash changed; `force` rebuilds from scratch.
+    """
+    started = time.perf_counter()
+    with writer_lock(index_dir):
+        _remove_stale(index_dir)
+        previous = current_dir(index_dir)
+        manifest = read_manifest(previous) if previous else {}
+        full = force or previous is None or manifest.get("schema") != SCHEMA_VERSION
+        number = int(manifest.get("generation_number", 0)) + 1
+        name = f"gen-{number:06d}"
+        tmp = index_dir / f"{name}.tmp-{os.getpid()}"
+        if full:
+            counts = _write_full(docs, tmp, progress)
+        else:
+            assert previous is not None
+            shutil.copytree(previous, tmp)
+            counts = _write_changes(docs, tmp, manifest.get("hashes", {}), progress)
+        _write_json(tmp / MANIFEST, {
+            "schema": SCHEMA_VERSION, "fingerprint": fingerprint, "generation": name,
+            "generation_number": number, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "count": len(docs), "hashes": {d["id"]: d["hash"] for d in docs},
+        })
+        for filename, payload in extra.items():
+            _write_json(tmp / filename, payload)
+        final = index_dir / name
+        os.rename(tmp, final)
+        _swap(index_dir, name)
+        _remove_old(index_dir, keep={name, previous.name if previous else ""})
+    return BuildReport(name, *counts, full=full, seconds=time.perf_counter() - started)
+
+
+def _to_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    fields = {k: v for k, v in doc.items() if k != "hash"}
+    for name in (*MULTI_VALUED, "concepts"):
+        fields[name] = " ".join(fields.get(name) or [])
+    return fields
+
+
+def _write_full(docs: list[dict[str, Any]], path: Path,
+                progress: Callable[[int], None] | None) -> tuple[int, int, int, int]:
+    path.mkdir(parents=True)
+    ix = whoosh_index.create_in(str(path), make_schema())
+    many = len(docs) >= MULTIPROCESS_THRESHOLD and (os.cpu_count() or 1) > 1
+    writer = ix.writer(procs=2, multisegment=True, limitmb=256) if many else ix.writer(limitmb=256)
+    for doc in docs:
+        writer.add_document(**_to_fields(doc))
+        if progress:
+            progress(1)
+    writer.commit()
+    return len(docs), 0, 0, 0
+
+
+def _write_changes(docs: list[dict[str, Any]], path: Path, old: dict[str, str],
+                   progress: Callable[[int], None] | None) -> tuple[int, int, int, int]:
+    ix = whoosh_index.open_dir(str(path))
+    new_ids = {d["id"] for d in docs}
+    changed = [d for d in docs if old.get(d["id"]) != d["hash"]]
+    removed = [i for i in old if i not in new_ids]
+    writer = ix.writer()
+    for doc_id in removed:
+        writer.delete_by_term("id", doc_id)
+    for doc in changed:
+        writer.update_document(**_to_fields(doc))
+        if progress:
+            progress(1)
+    if progress:
+        progress(len(docs) - len(changed))
+    writer.commit()
+    added = sum(1 for d in changed if d["id"] not in old)
+    return added, len(changed) - added, len(removed), len(docs) - len(changed)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, ensure_ascii=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _swap(index_dir: Path, name: str) -> None:
+    link = index_dir / f"{CURRENT}.tmp-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    link.symlink_to(name)
+    os.replace(link, index_dir / CURRENT)
+    fd = os.open(index_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale(index_dir: Path) -> None:
+    """Remove leftovers of builds that were killed (we hold the lock, so none is running)."""
+    for path in index_dir.glob("*.tmp-*"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _remove_old(index_dir: Path, keep: set[str]) -> None:
+    """Keep the new and the previous generation (readers may still hold the previous one)."""
+    for path in index_dir.glob("gen-*"):
+        if path.name not in keep and ".tmp-" not in path.name:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def open_generation(generation: Path) -> Any:
+    """Open one generation's Whoosh index for reading."""
+    return whoosh_index.open_dir(str(generation))

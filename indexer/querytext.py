@@ -1,0 +1,159 @@
+"""Read a user's query: find vocabulary terms (any language, abbreviations, lay words) and
+rewrite them as `(original OR concepts:<id>)`, resolve fielded vocabulary values, and reject
+unknown fields. The result is Whoosh query syntax; nothing here imports Whoosh.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from .vocab import Vocabularies, fold
+
+MAX_QUERY_LENGTH = 500
+MAX_NGRAM = 6
+OPERATORS = {"AND", "OR", "NOT", "ANDNOT", "ANDMAYBE"}
+# Fields users may name, and the vocabulary each one's values come from (None: free value).
+QUERY_FIELDS: dict[str, str | None] = {
+    "title": None, "summary": None, "body": None, "author": None, "id": None,
+    "type": None, "level": None, "direction": None, "class": None, "year": None,
+    "verification": None, "guideline": None,
+    "indication": "indications", "condition": "indications", "target": "targets",
+    "side": "sides", "protocol": "protocols",
+}
+FIELD_ALIASES = {"author": "authors", "condition": "indication"}
+UPPER_VALUES = {"level", "class"}
+# Dropped from unquoted words only: they would otherwise be required terms (phrases keep them).
+STOP_WORDS = frozenset(
+    "a an and are as at be by for from in into is of on or the to with de des du la le les et en "
+    "pour par sur un une dans".split()
+)
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+TOKEN = re.compile(r'"[^"]*"?|[()]|[^\s()"]+')
+FIELDED = re.compile(r'^([A-Za-z_]+):(.*)$')
+
+
+class QueryError(ValueError):
+    """A query that cannot be run, with a message for the user."""
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """One piece of the query matched to a vocabulary term."""
+
+    text: str
+    vocabulary: str
+    term_id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Understood:
+    """The query rewritten for the engine, and what was recognised in it."""
+
+    text: str
+    expansions: tuple[Expansion, ...]
+
+
+def understand(text: str, vocab: Vocabularies) -> Understood:
+    """Rewrite `text` with synonym expansion; raise QueryError for an unusable query."""
+    if len(text) > MAX_QUERY_LENGTH:
+        raise QueryError(f"query is {len(text)} characters long; the limit is {MAX_QUERY_LENGTH}")
+    tokens = TOKEN.findall(text)
+    out: list[str] = []
+    found: list[Expansion] = []
+    words: list[str] = []
+    for token in tokens:
+        if _is_plain_word(token):
+            words.append(token)
+            continue
+        out += _expand_words(words, vocab, found)
+        words = []
+        out.append(_rewrite_token(token, vocab, found))
+    out += _expand_words(words, vocab, found)
+    return Understood(" ".join(out), tuple(found))
+
+
+def _is_plain_word(token: str) -> bool:
+    return not (token in OPERATORS or token in "()" or token.startswith('"') or FIELDED.match(token))
+
+
+def _expand_words(words: list[str], vocab: Vocabularies, found: list[Expansion]) -> list[str]:
+    """Longest-match vocabulary names over runs of plain words."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        for size in range(min(MAX_NGRAM, len(words) - i), 0, -1):
+            span = " ".join(words[i:i + size])
+            terms = _lookup(span, vocab)
+            if terms:
+                out.append(_group(span, terms, vocab, found))
+                i += size
+                break
+        else:
+            if words[i].lower() not in STOP_WORDS:
+                out.append(_cjk(words[i], vocab, found))
+            i += 1
+    return out
+
+
+def _lookup(text: str, vocab: Vocabularies) -> list[tuple[str, str]]:
+    """(vocabulary, term id) for every vocabulary that has `text` as a name."""
+    key = fold(text)
+    hits = []
+    for vocabulary in vocab.terms:
+        term = vocab.resolve(vocabulary, key)
+        if term is not None:
+            hits.append((vocabulary, term.id))
+    return hits
+
+
+def _group(original: str, terms: list[tuple[str, str]], vocab: Vocabularies,
+           found: list[Expansion]) -> str:
+    """`(original OR concepts:id ...)`; several plain words stay ANDed inside their own group."""
+    for vocabulary, term_id in terms:
+        found.append(Expansion(original, vocabulary, term_id, vocab.label(vocabulary, term_id)))
+    words = f"({original})" if " " in original and not original.startswith('"') else original
+    return "(" + " OR ".join([words, *(f"concepts:{term_id}" for _, term_id in terms)]) + ")"
+
+
+def _cjk(word: str, vocab: Vocabularies, found: list[Expansion]) -> str:
+    """Chinese is written without spaces: look for vocabulary names inside the word."""
+    if not CJK.search(word):
+        return word
+    terms = [(v, t) for name, v, t in vocab.names() if CJK.search(name) and name in word]
+    return _group(word, list(dict.fromkeys(terms)), vocab, found) if terms else word
+
+
+def _rewrite_token(token: str, vocab: Vocabularies, found: list[Expansion]) -> str:
+    if token.startswith('"'):
+        inner = token.strip('"')
+        terms = _lookup(inner, vocab) if inner else []
+        return _group(f'"{inner}"', terms, vocab, found) if terms else token
+    match = FIELDED.match(token)
+    if not match:
+        return token
+    name, value = match.group(1).lower(), match.group(2)
+    if name not in QUERY_FIELDS:
+        close = difflib.get_close_matches(name, list(QUERY_FIELDS), n=1)
+        hint = f" (did you mean '{close[0]}:'?)" if close else f" (fields: {', '.join(QUERY_FIELDS)})"
+        raise QueryError(f"unknown field '{name}'{hint}")
+    field = FIELD_ALIASES.get(name, name)
+    vocabulary = QUERY_FIELDS[name]
+    if vocabulary and value:
+        return f"{field}:{_resolve_value(name, vocabulary, value, vocab, found)}"
+    if name in UPPER_VALUES and not value.startswith('"'):
+        value = value.upper()
+    return f"{field}:{value}"
+
+
+def _resolve_value(name: str, vocabulary: str, value: str, vocab: Vocabularies,
+                   found: list[Expansion]) -> str:
+    term = vocab.resolve(vocabulary, value.strip('"'))
+    if term is None:
+        close = vocab.suggest(vocabulary, value.strip('"'))
+        hint = f" (did you mean '{close}'?)" if close else ""
+        raise QueryError(f"'{value.strip(chr(34))}' is not a known {name}{hint}")
+    found.append(Expansion(value, vocabulary, term.id, term.label))
+    return term.id

@@ -1,0 +1,352 @@
+"""search(): the one query path for the web app, the JSON API, the CLI and exports.
+
+Besides index.py this is the only module that imports Whoosh.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from whoosh import highlight, spelling
+from whoosh.qparser import MultifieldParser
+from whoosh.query import And, Every, Or, Term
+from whoosh.sorting import Count, FieldFacet
+
+from . import index as idx
+from .documents import FACETS, MULTI_VALUED
+from .models import LEVEL_LABELS, Verification
+from .querytext import QueryError, Understood, understand
+from .vocab import Vocabularies
+
+log = logging.getLogger(__name__)
+
+SORTS = ("evidence", "relevance", "year")
+SEARCH_FIELDS = ("title", "summary", "body", "authors")
+MAX_PAGE_SIZE = 100
+FACET_VOCABULARY = {"indication": "indications", "target": "targets", "side": "sides", "protocol": "protocols"}
+TYPE_LABELS = {"recommendation": "Recommendation", "study": "Study", "reference": "Reference",
+               "knowledge": "Background"}
+LEVEL_FACET_LABELS = {**{k: f"Level {k}" for k in LEVEL_LABELS}, "below-A": "Below Level A",
+                      "below-B": "Below Level B", "below-C": "Below Level C"}
+SORT_KEYS = {
+    "evidence": ("level_rank", "class_rank", "year_sort"),
+    "year": ("year_sort", "level_rank", "class_rank"),
+}
+
+
+class IndexMissing(RuntimeError):
+    """There is no built index at the configured place."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the user asked for: text, facet filters, sort and page."""
+
+    text: str = ""
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    sort: str = "evidence"
+    page: int = 1
+    page_size: int = 20
+
+    @classmethod
+    def make(cls, text: str = "", filters: Mapping[str, Iterable[str]] | None = None,
+             sort: str = "evidence", page: int = 1, page_size: int = 20) -> Query:
+        """Normalise filters (sorted, no empty values) so equal views compare equal."""
+        clean = tuple(sorted((name, tuple(sorted({v for v in values if v})))
+                             for name, values in (filters or {}).items()))
+        return cls(text.strip(), tuple((n, v) for n, v in clean if v), sort, page, page_size)
+
+    @property
+    def filter_map(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.filters)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of highlighted text; `match` pieces matched the query."""
+
+    text: str
+    match: bool
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    type: str
+    title: str
+    summary: str
+    highlights: tuple[tuple[Segment, ...], ...]
+    rank_reason: str
+    score: float | None
+    fields: dict[str, Any]
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    label: str
+    count: int
+    selected: bool
+
+
+@dataclass(frozen=True)
+class Results:
+    query: Query
+    hits: tuple[Hit, ...] = ()
+    total: int = 0
+    facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+    suggestion: str | None = None
+    understood: str = ""
+    expansions: tuple[dict[str, str], ...] = ()
+    error: str | None = None
+    generation: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def page_count(self) -> int:
+        return max(1, math.ceil(self.total / self.query.page_size))
+
+
+@dataclass
+class _Opened:
+    ix: Any
+    vocab: Vocabularies
+    generation: str
+    spelling_words: list[str]
+
+
+_OPEN: dict[Path, _Opened] = {}
+_LOCK = threading.Lock()
+
+
+def open_index(index_dir: Path) -> _Opened:
+    """The current generation, opened once per process and reused until a new one is swapped in."""
+    generation = idx.current_dir(index_dir)
+    if generation is None:
+        raise IndexMissing(f"no index in {index_dir}; build it with 'tmskb index'")
+    with _LOCK:
+        opened = _OPEN.get(generation)
+        if opened is None:
+            vocab_json = (generation / idx.VOCAB)
+            vocab = Vocabularies.from_json(_read_json(vocab_json)) if vocab_json.is_file() else Vocabularies()
+            words = sorted({w for name, _, _ in vocab.names() for w in name.split() if w.isalpha()})
+            opened = _Opened(idx.open_generation(generation), vocab, generation.name, words)
+            for stale in [p for p in _OPEN if p.parent == generation.parent]:
+                del _OPEN[stale]
+            _OPEN[generation] = opened
+        return opened
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    return json.loads(path.read_text("utf-8"))
+
+
+def search(index_dir: Path, query: Query) -> Results:
+    """Run a query; bad input comes back as Results.error, never as an exception."""
+    try:
+        _check(query)
+        opened = open_index(index_dir)
+        understood = understand(query.text, opened.vocab)
+    except QueryError as exc:
+        return Results(query, error=str(exc))
+    try:
+        return _run(opened, query, understood)
+    except QueryError as exc:
+        return Results(query, error=str(exc), generation=opened.generation)
+    except Exception as exc:  # the engine must never turn a user's query into a crash
+        log.exception("search failed for %r", query)
+        return Results(query, error=f"the query could not be run ({type(exc).__name__})",
+                       generation=opened.generation)
+
+
+def _check(query: Query) -> None:
+    if query.sort not in SORTS:
+        raise QueryError(f"unknown sort '{query.sort}' (expected one of {', '.join(SORTS)})")
+    if query.page < 1:
+        raise QueryError("page must be 1 or more")
+    if not 1 <= query.page_size <= MAX_PAGE_SIZE:
+        raise QueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}")
+    for name, _ in query.filters:
+        if name not in FACETS:
+            raise QueryError(f"unknown filter '{name}' (expected one of {', '.join(FACETS)})")
+
+
+def _parser(schema: Any) -> MultifieldParser:
+    return MultifieldParser(list(SEARCH_FIELDS), schema=schema)
+
+
+def _filter_query(filters: Mapping[str, tuple[str, ...]], skip: str | None = None) -> Any:
+    parts = [Or([Term(name, v) for v in values]) for name, values in filters.items() if name != skip]
+    return And(parts) if parts else None
+
+
+def _facet(name: str) -> FieldFacet:
+    return FieldFacet(name, allow_overlap=name in MULTI_VALUED, maptype=Count)
+
+
+def _run(opened: _Opened, query: Query, understood: Understood) -> Results:
+    schema = opened.ix.schema
+    parsed = _parser(schema).parse(understood.text) if understood.text else Every()
+    filters = query.filter_map
+    with opened.ix.searcher() as searcher:
+        plain = [f for f in FACETS if f not in filters]
+        kwargs: dict[str, Any] = {"filter": _filter_query(filters), "groupedby": {f: _facet(f) for f in plain},
+                                  "limit": query.page * query.page_size}
+        if query.sort in SORT_KEYS:
+            kwargs["sortedby"] = [FieldFacet(k) for k in SORT_KEYS[query.sort]]
+        results = searcher.search(parsed, **kwargs)
+        results.fragmenter = highlight.ContextFragmenter(maxchars=220, surround=60)
+        results.formatter = _SegmentFormatter()
+        counts = {f: results.groups(f) for f in plain}
+        for name in filters:  # disjunctive counts: a facet's own filter does not narrow its counts
+            other = searcher.search(parsed, filter=_filter_query(filters, skip=name),
+                                    groupedby={name: _facet(name)}, limit=1)
+            counts[name] = other.groups(name)
+        start = (query.page - 1) * query.page_size
+        hits = tuple(_hit(h, query.sort) for h in results[start:start + query.page_size])
+        total = len(results)
+        suggestion = _suggest(searcher, opened, query.text) if query.text and total < 3 else None
+        facets = _facets(counts, filters, opened.vocab, searcher)
+    return Results(query, hits, total, facets, suggestion, understood.text,
+                   tuple({"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label}
+                         for e in understood.expansions), None, opened.generation)
+
+
+class _SegmentFormatter(highlight.Formatter):
+    """Marks matches with control characters; _segments() splits them into Segments."""
+
+    between = "\x1e"
+
+    def format_token(self, text: str, token: Any, replace: bool = False) -> str:
+        return "\x02" + highlight.get_text(text, token, replace) + "\x03"
+
+
+def _segments(marked: str) -> tuple[tuple[Segment, ...], ...]:
+    fragments = []
+    for fragment in marked.split("\x1e"):
+        pieces = []
+        for i, chunk in enumerate(fragment.replace("\x03", "\x02").split("\x02")):
+            if chunk:
+                pieces.append(Segment(chunk, match=i % 2 == 1))
+        if pieces:
+            fragments.append(tuple(pieces))
+    return tuple(fragments)
+
+
+def _hit(hit: Any, sort: str) -> Hit:
+    stored = dict(hit.fields())
+    marked = hit.highlights("summary", top=2) or hit.highlights("title", top=1)
+    data = stored.pop("data", {}) or {}
+    return Hit(stored["id"], stored.get("type", ""), stored.get("title", ""), stored.get("summary", ""),
+               _segments(marked) if marked else (), rank_reason(stored, sort, hit.score),
+               hit.score if sort == "relevance" else None, stored, data)
+
+
+def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None) -> str:
+    """One line telling the user why a hit sits where it does."""
+    year = stored.get("year") or "year unknown"
+    level, cls = stored.get("level", ""), stored.get("class", "")
+    if level in LEVEL_LABELS:
+        evidence = f"published Level {level}"
+    elif level:
+        evidence = LEVEL_FACET_LABELS.get(level, level).lower() + " (exact level not verified)"
+    elif cls:
+        evidence = f"Class {cls} study"
+    else:
+        evidence = "no level or class"
+    if sort == "relevance":
+        return f"relevance {score:.1f}; {evidence}; {year}" if score is not None else evidence
+    if sort == "year":
+        return f"{year}; {evidence}"
+    return f"{evidence}; {year}"
+
+
+def _facets(counts: Mapping[str, Mapping[str, int]], filters: Mapping[str, tuple[str, ...]],
+            vocab: Vocabularies, searcher: Any) -> dict[str, list[FacetValue]]:
+    out: dict[str, list[FacetValue]] = {}
+    for name in FACETS:
+        values = {k: v for k, v in (counts.get(name) or {}).items() if k}
+        for selected in filters.get(name, ()):
+            values.setdefault(selected, 0)
+        items = [FacetValue(v, facet_label(name, v, vocab, searcher), n, v in filters.get(name, ()))
+                 for v, n in values.items()]
+        key = (lambda f: f.value) if name in ("level", "class") else (lambda f: (-f.count, f.label))
+        if name == "year":
+            key = lambda f: f.value  # noqa: E731
+            items.sort(key=key, reverse=True)
+        else:
+            items.sort(key=key)
+        out[name] = items
+    return out
+
+
+def facet_label(name: str, value: str, vocab: Vocabularies, searcher: Any = None) -> str:
+    """Human label of a facet value."""
+    if name in FACET_VOCABULARY:
+        return vocab.label(FACET_VOCABULARY[name], value)
+    if name == "level":
+        return LEVEL_FACET_LABELS.get(value, value)
+    if name == "class":
+        return f"Class {value}"
+    if name == "verification":
+        try:
+            return Verification(value).label
+        except ValueError:
+            return value
+    if name == "type":
+        return TYPE_LABELS.get(value, value)
+    if name == "guideline" and searcher is not None:
+        stored = searcher.document(id=value)
+        if stored:
+            return str((stored.get("data") or {}).get("short") or value)
+    return value
+
+
+class _MergedCorrector(spelling.Corrector):
+    """Suggestions from several correctors.
+
+    Whoosh 2.7's MultiCorrector yields (word, score) where Corrector.suggest expects
+    (score, word), so it raises TypeError; this keeps the best score per word.
+    """
+
+    def __init__(self, correctors: list[Any]) -> None:
+        self.correctors = correctors
+
+    def _suggestions(self, text: str, maxdist: int, prefix: int) -> Any:
+        best: dict[str, float] = {}
+        for corrector in self.correctors:
+            for score, word in corrector._suggestions(text, maxdist, prefix):
+                best[word] = max(score, best.get(word, score))
+        return [(score, word) for word, score in best.items()]
+
+
+def _suggest(searcher: Any, opened: _Opened, text: str) -> str | None:
+    """A corrected query string, from indexed words and vocabulary names."""
+    try:
+        parsed = _parser(opened.ix.schema).parse(text)
+        corrector = _MergedCorrector([searcher.corrector("body"), spelling.ListCorrector(opened.spelling_words)])
+        correction = searcher.correct_query(parsed, text, correctors={f: corrector for f in SEARCH_FIELDS})
+    except Exception:  # a suggestion is optional; never let it break a search
+        log.exception("spelling suggestion failed for %r", text)
+        return None
+    return correction.string if correction.string and correction.string != text else None
+
+
+def get_document(index_dir: Path, doc_id: str) -> dict[str, Any] | None:
+    """The stored fields of one record, reference or page, or None."""
+    opened = open_index(index_dir)
+    with opened.ix.searcher() as searcher:
+        stored = searcher.document(id=doc_id)
+    return dict(stored) if stored else None
