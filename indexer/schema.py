@@ -54,7 +54,7 @@ def _explain(error: ValidationError) -> tuple[str, str, str]:
     if kind == "required":
         missing = str(error.message).split("'")[1]
         child = f"{path}.{missing}" if path else missing
-        return child, "missing required field", f"add '{missing}:' (write null if the source does not say)"
+        return child, "missing required field", f"add '{missing}:'; write null if the source does not say"
     if kind == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
         extras = [k for k in error.instance if k not in allowed]

@@ -1,0 +1,54 @@
+"""Fixtures: copies of the test KBs in tmp_path, their settings, a built index and a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from indexer import documents, pipeline
+from indexer import index as idx
+from indexer.settings import Settings
+
+DATA = Path(__file__).parent / "data"
+PROJECT = Path(__file__).parent.parent
+
+
+def build(settings: Settings, force: bool = False) -> idx.BuildReport | None:
+    """Build or refresh an index the way `tmskb index` does, without the progress bar."""
+    from indexer.cli import ensure_index
+
+    return ensure_index(settings, force=force, quiet=True)
+
+
+@pytest.fixture
+def kb_root(tmp_path: Path) -> Path:
+    """A writable copy of tests/data/kb."""
+    root = tmp_path / "kb-root"
+    shutil.copytree(DATA / "kb", root)
+    return root
+
+
+@pytest.fixture
+def settings(kb_root: Path, tmp_path: Path) -> Settings:
+    return Settings.for_root(kb_root, tmp_path / "index")
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of tests/data/kb, built once per session (tests must not change it)."""
+    root = tmp_path_factory.mktemp("session-kb")
+    shutil.copytree(DATA / "kb", root, dirs_exist_ok=True)
+    settings = Settings.for_root(root, root / "index")
+    kb = pipeline.load(settings)
+    assert kb.problems == []
+    idx.build_index(documents.build_documents(kb), settings.index_dir,
+                    fingerprint=pipeline.fingerprint(settings), extra={idx.VOCAB: kb.vocab.to_json()})
+    return settings.index_dir
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
