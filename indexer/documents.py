@@ -22,6 +22,12 @@ NO_RANK = 9
 FACETS = ("type", "level", "direction", "indication", "target", "side", "protocol", "class",
           "year", "guideline", "verification")
 MULTI_VALUED = ("indication", "target", "side", "protocol", "guideline")
+REFERENCE_PREFIX = "@"  # a study's id is its BibTeX key, so reference documents get "@key"
+
+
+def reference_id(key: str) -> str:
+    """Index id of the document for a BibTeX entry."""
+    return REFERENCE_PREFIX + key
 
 
 def build_documents(kb: KB) -> list[dict[str, Any]]:
@@ -97,16 +103,20 @@ def _base(doc_id: str, kind: str, title: str, summary: str, year: int | None, ve
 def _reference_doc(kb: KB, ref: Reference, cited_by: list[str]) -> dict[str, Any]:
     title = ref.title or f"{ref.short}, {ref.venue}".strip(", ")
     summary = f"{ref.short}. {ref.venue}".strip()
-    doc = _base(ref.key, "reference", title, summary, ref.year, ref.verification,
+    doc = _base(reference_id(ref.key), "reference", title, summary, ref.year, ref.verification,
                 [ref.title, ref.venue, ref.fields.get("author", ""), ref.fields.get("note", ""),
                  ref.fields.get("howpublished", "")])
-    doc["authors"] = " ".join(f"{a.first} {a.von} {a.last}" for a in ref.authors if not a.is_others)
+    doc["authors"] = _authors(ref)
     doc["data"] = {
-        "fields": ref.fields, "entry_type": ref.entry_type, "short": ref.short,
+        "key": ref.key, "fields": ref.fields, "entry_type": ref.entry_type, "short": ref.short,
         "authors": [asdict(a) for a in ref.authors], "raw": ref.raw, "cited_by": cited_by,
         "verification": ref.verification, "path": ref.path, "line": ref.line,
     }
     return doc
+
+
+def _authors(ref: Reference | None) -> str:
+    return " ".join(f"{a.first} {a.von} {a.last}" for a in ref.authors if not a.is_others) if ref else ""
 
 
 def _class_data(result: ClassResult | None) -> dict[str, Any]:
@@ -135,7 +145,7 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
     doc.update({
         "indication": list(study.condition), "target": list(targets), "side": list(sides),
         "protocol": list(protocols), "guideline": guidelines,
-        "class": grade.cls or "" if grade else "", "direction": "",
+        "class": grade.cls or "" if grade else "", "direction": "", "authors": _authors(ref),
         "class_rank": CLASS_RANK.get(grade.cls or "", NO_RANK) if grade else NO_RANK,
         "concepts": _concepts(kb, "condition", study.condition) + _concepts(kb, "target", targets)
         + _concepts(kb, "protocol", protocols) + list(sides) + list(coils) + [study.design],
@@ -180,6 +190,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation) -> dict[str, Any]:
     computed = kb.levels.get(rec.id)
     doc.update({
         "level": rec.level or (rec.level_bound or ""), "direction": rec.direction or "",
+        "authors": _authors(guideline),
         "indication": [rec.indication], "target": list(rec.target), "side": list(rec.side),
         "protocol": list(rec.protocol), "guideline": [rec.guideline],
         "level_rank": LEVEL_RANK.get(rec.level or "", BOUND_RANK if rec.level_bound else NO_RANK),

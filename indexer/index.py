@@ -127,6 +127,9 @@ def build_index(docs: list[dict[str, Any]], index_dir: Path, *, fingerprint: str
     whose content hash changed; `force` rebuilds from scratch.
     """
     started = time.perf_counter()
+    ids = [d["id"] for d in docs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate document ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
     with writer_lock(index_dir):
         _remove_stale(index_dir)
         previous = current_dir(index_dir)

@@ -19,7 +19,7 @@ from whoosh.query import And, Every, Or, Term
 from whoosh.sorting import Count, FieldFacet
 
 from . import index as idx
-from .documents import FACETS, MULTI_VALUED
+from .documents import FACETS, MULTI_VALUED, reference_id
 from .models import LEVEL_LABELS, Verification
 from .querytext import QueryError, Understood, understand
 from .vocab import Vocabularies
@@ -308,7 +308,7 @@ def facet_label(name: str, value: str, vocab: Vocabularies, searcher: Any = None
     if name == "type":
         return TYPE_LABELS.get(value, value)
     if name == "guideline" and searcher is not None:
-        stored = searcher.document(id=value)
+        stored = searcher.document(id=reference_id(value))
         if stored:
             return str((stored.get("data") or {}).get("short") or value)
     return value

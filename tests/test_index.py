@@ -1,0 +1,96 @@
+"""`tmskb index`: atomic generations, no-op re-runs, incremental updates of changed records only."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from conftest import build
+
+from indexer import index as idx
+from indexer.cli import cli
+from indexer.search import Query, search
+
+
+def test_build_then_noop_then_one_record_update(settings) -> None:
+    first = build(settings)
+    assert first is not None and first.full and first.added == 12
+    started = time.perf_counter()
+    assert build(settings) is None  # nothing changed: nothing done
+    assert time.perf_counter() - started < 1.0
+
+    study = settings.kb_dir / "studies" / "delta2015test.yaml"
+    study.write_text(study.read_text().replace("did not change fibromyalgia pain",
+                                               "did not change fibromyalgia pain or sleep"))
+    report = build(settings)
+    assert report is not None and not report.full
+    assert (report.added, report.updated, report.deleted, report.unchanged) == (0, 1, 0, 11)
+    hits = search(settings.index_dir, Query.make("sleep")).hits
+    assert [h.id for h in hits] == ["delta2015test"]
+
+
+def test_deleted_record_leaves_the_index(settings) -> None:
+    build(settings)
+    (settings.kb_dir / "recommendations" / "guide2020-dep-dlpfc-lf.yaml").unlink()
+    report = build(settings)
+    assert report is not None and report.deleted == 1
+    assert search(settings.index_dir, Query.make("id:guide2020-dep-dlpfc-lf")).total == 0
+
+
+def test_vocabulary_change_reindexes_the_records_that_use_it(settings) -> None:
+    build(settings)
+    vocab = settings.kb_dir / "vocab" / "targets.yaml"
+    vocab.write_text(vocab.read_text().replace("label: Dorsolateral prefrontal cortex (DLPFC)",
+                                               "label: Dorsolateral prefrontal cortex"))
+    report = build(settings)
+    assert report is not None
+    assert report.updated == 4  # two studies and two recommendations at the DLPFC
+
+
+def test_generations_swap_atomically_and_old_readers_keep_working(settings) -> None:
+    build(settings)
+    before = idx.current_dir(settings.index_dir)
+    assert before is not None and (settings.index_dir / idx.CURRENT).is_symlink()
+    opened_before = search(settings.index_dir, Query.make("fibromyalgia"))
+    (settings.kb_dir / "studies" / "alpha2010test.yaml").write_text(
+        (settings.kb_dir / "studies" / "alpha2010test.yaml").read_text().replace("sham.", "sham, for weeks."))
+    build(settings)
+    after = idx.current_dir(settings.index_dir)
+    assert after is not None and after != before and before.exists()  # previous generation kept
+    assert opened_before.total == search(settings.index_dir, Query.make("fibromyalgia")).total
+    assert sorted(p.name for p in settings.index_dir.iterdir() if p.name.startswith("gen-")) == \
+        sorted([before.name, after.name])
+
+
+def test_stale_temporary_build_is_cleaned_up(settings) -> None:
+    build(settings)
+    stale = settings.index_dir / "gen-000099.tmp-12345"
+    stale.mkdir()
+    (stale / "junk").write_text("half-written")
+    build(settings, force=True)
+    assert not stale.exists()
+
+
+def test_index_cli_reports_counts_and_noop(runner, kb_root: Path, tmp_path: Path) -> None:
+    args = ["index", "--root", str(kb_root), "--index-dir", str(tmp_path / "ix")]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "full build gen-000001: 12 added" in first.output
+    second = runner.invoke(cli, args)
+    assert second.exit_code == 0 and "Index is up to date" in second.output
+
+
+def test_index_location_from_environment(runner, kb_root: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TMSKB_ROOT", str(kb_root))
+    monkeypatch.setenv("TMSKB_INDEX_DIR", str(tmp_path / "env-index"))
+    result = runner.invoke(cli, ["index"])
+    assert result.exit_code == 0, result.output
+    assert idx.current_dir(tmp_path / "env-index") is not None
+
+
+def test_index_refuses_to_build_from_a_broken_kb(runner, tmp_path: Path) -> None:
+    broken = Path(__file__).parent / "data" / "broken"
+    result = runner.invoke(cli, ["index", "--root", str(broken), "--index-dir", str(tmp_path / "ix")])
+    assert result.exit_code == 1
+    assert not os.path.exists(tmp_path / "ix" / idx.CURRENT)
