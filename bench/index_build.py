@@ -124,6 +124,7 @@ TITLE_PATTERNS = [
     "{proto} and {w1} {w2} in {condition}: a multicentre trial",
 ]
 SUMMARY_OPENERS = ["In", "Among", "Across", "For"]
+VERBS = ["reduced", "improved", "did not change", "modulated", "relieved", "was compared for"]
 
 
 def _wrap(text: str, indent: str = "  ") -> str:
@@ -154,7 +155,7 @@ def read_vocab(vocab_dir: Path) -> Vocab:
         data = yaml.safe_load(path.read_text("utf-8"))
         ids[data["vocabulary"]] = [t["id"] for t in data["terms"]]
         labels[data["vocabulary"]] = {t["id"]: t["label"] for t in data["terms"]}
-    return ids and Vocab(ids, labels)
+    return Vocab(ids, labels)
 
 
 @dataclass
@@ -177,7 +178,7 @@ def _summary(rng: random.Random, vocab: Vocab, condition: str, target: str, word
     n_patients = rng.randint(8, 250)
     lead = (f"{rng.choice(SUMMARY_OPENERS)} {n_patients} patients with "
             f"{vocab.labels['indications'][condition].lower()}, stimulation of the "
-            f"{vocab.labels['targets'][target]}")
+            f"{vocab.labels['targets'][target]} {rng.choice(VERBS)}")
     remaining = max(words - len(lead.split()), 10)
     parts, left = [], remaining
     while left > 0:
@@ -233,6 +234,12 @@ def _bib_entry(rng: random.Random, key: str, author: str, title: str, year: int,
     return "\n".join(lines) + "\n"
 
 
+INTENSITIES = ["null", '"80% RMT"', '"90% RMT"', '"110% RMT"', '"120% MT"']
+SCHEDULES = ["null", "daily", '"5 daily sessions, then weekly"', "alternate days"]
+SHAM_TYPES = ["null", '"sham coil"', '"tilted coil"']
+OUTCOME_MEASURES = ["VAS", '"VAS; SF-MPQ"', "NRS", '"BPI; LANSS"', "null"]
+FLAWS = ["null", "[]", '["high dropout", "unclear allocation concealment"]', "[baseline imbalance]"]
+POPULATIONS = ["null", '"post-acute stage"', '"drug-resistant"']
 FREQ = {"hf-rtms": [5, 10, 10, 20, None], "lf-rtms": [1, 0.5, None], "itbs": [50], "ctbs": [50],
         "deep-tms": [10, 20], "rtms": [None, 10]}
 
@@ -329,10 +336,11 @@ def _study_yaml(rng: random.Random, vocab: Vocab, key: str, conditions: list[str
     design = rng.choice(v["designs"])
     randomised = {"parallel-rct": True, "crossover-rct": True, "open-label": False,
                   "case-series": False}.get(design, rng.choice([True, None, False]))
-    control = "none" if design in ("open-label", "case-series") else rng.choice(["sham", "sham", "active", None])
+    uncontrolled = design in ("open-label", "case-series")
+    control = "none" if uncontrolled else rng.choice(["sham", "sham", "active", None])
     total = rng.randint(6, 260)
     active = None if design == "crossover-rct" or rng.random() < 0.2 else max(1, total // rng.randint(1, 3))
-    flaws = rng.choice(["null", "[]", '["high dropout", "unclear allocation concealment"]', "[baseline imbalance]"])
+    flaws = rng.choice(FLAWS)
     arms = []
     for a in range(1 if rng.random() < 0.8 else 2):
         p = proto if a == 0 else rng.choice(v["protocols"])
@@ -340,18 +348,23 @@ def _study_yaml(rng: random.Random, vocab: Vocab, key: str, conditions: list[str
         arm_target = target if a == 0 else rng.choice(v["targets"])
         side = rng.choice([[], [rng.choice(v["sides"])], [rng.choice(v["sides"])]])
         coil = rng.choice([[], [], [rng.choice(v["coils"])]])
-        arms.append(textwrap.dedent(f"""\
-          - {'label: ' + _q(f'{freq} Hz' if freq else f'arm {a + 1}') + chr(10) + '    ' if a or rng.random() < 0.1 else ''}target: {_flow([arm_target])}
-            side: {'[]' if not side else _flow(side)}
-            protocol: {p}
-            frequency_hz: {'null' if freq is None else freq}
-            intensity: {rng.choice(['null', '"80% RMT"', '"90% RMT"', '"110% RMT"', '"120% MT"'])}
-            pulses_per_session: {rng.choice(['null', 500, 1000, 1200, 1500, 2000, 3000])}
-            sessions: {rng.choice(['null', 1, 5, 10, 14, 20])}
-            schedule: {rng.choice(['null', 'daily', '"5 daily sessions, then weekly"', 'alternate days'])}
-            coil: {'[]' if not coil else _flow(coil)}
-            neuronavigation: {rng.choice(['null', 'true', 'false'])}
-            result: {rng.choice(['positive', 'negative', 'mixed', 'null'])}"""))
+        lines = []
+        if a or rng.random() < 0.1:
+            lines.append("label: " + _q(f"{freq:g} Hz" if freq else f"arm {a + 1}"))
+        lines += [
+            f"target: {_flow([arm_target])}",
+            f"side: {_flow(side) if side else '[]'}",
+            f"protocol: {p}",
+            f"frequency_hz: {'null' if freq is None else freq}",
+            f"intensity: {rng.choice(INTENSITIES)}",
+            f"pulses_per_session: {rng.choice(['null', 500, 1000, 1200, 1500, 2000, 3000])}",
+            f"sessions: {rng.choice(['null', 1, 5, 10, 14, 20])}",
+            f"schedule: {rng.choice(SCHEDULES)}",
+            f"coil: {_flow(coil) if coil else '[]'}",
+            f"neuronavigation: {rng.choice(['null', 'true', 'false'])}",
+            f"result: {rng.choice(['positive', 'negative', 'mixed', 'null'])}",
+        ]
+        arms.append("  - " + "\n    ".join(lines))
     stated = "null"
     if rng.random() < 0.1:
         stated = (f"{{class: {rng.choice(['I', 'II', 'III', 'IV'])}, reference: {rng.choice(guidelines)}, "
@@ -364,12 +377,12 @@ def _study_yaml(rng: random.Random, vocab: Vocab, key: str, conditions: list[str
         f"condition: {_flow(conditions)}\ndesign: {design}\n"
         f"randomised: {'null' if randomised is None else str(randomised).lower()}\n"
         f"control: {'null' if control is None else control}\n"
-        f"sham_type: {rng.choice(['null', '\"sham coil\"', '\"tilted coil\"'])}\n"
+        f"sham_type: {rng.choice(SHAM_TYPES)}\n"
         f"blinding: {rng.choice(['double', 'assessor', 'single', 'open', 'null'])}\n"
         f"patients: {{total: {total}, active: {'null' if active is None else active}}}\n"
         f"flaws: {flaws}\n"
-        "arms:\n" + "\n".join(textwrap.indent(a, "  ") for a in arms) + "\n"
-        f"outcome_measure: {rng.choice(['VAS', '\"VAS; SF-MPQ\"', 'NRS', '\"BPI; LANSS\"', 'null'])}\n"
+        "arms:\n" + "\n".join(arms) + "\n"
+        f"outcome_measure: {rng.choice(OUTCOME_MEASURES)}\n"
         f"result: {'null' if result is None else result}\n"
         f"summary: >\n{_wrap(summary)}\n"
         f"stated_class: {stated}\n"
@@ -385,23 +398,26 @@ def _recommendation_yaml(rng: random.Random, vocab: Vocab, rid: str, guideline: 
     v = vocab.ids
     level = rng.choice(["A", "B", "C", None])
     bound = "null" if level else rng.choice(["null", "below-A", "below-B", "below-C"])
-    direction = rng.choice(["efficacy", "efficacy", "inefficacy"]) if level else rng.choice(["efficacy", "null"])
+    direction = (rng.choice(["efficacy", "efficacy", "inefficacy"]) if level
+                 else rng.choice(["efficacy", "null"]))
     statement = _summary(rng, vocab, indication, target, rng.randint(30, 60))
     side = rng.choice(v["sides"])
     return (
         "# yaml-language-server: $schema=../../indexer/schemas/recommendation.schema.json\n"
         f"id: {rid}\ntype: recommendation\nguideline: {guideline}\nindication: {indication}\n"
         f"outcome_domain: {rng.choice([*v['outcomes'], 'null'])}\n"
-        f"population: {rng.choice(['null', '\"post-acute stage\"', '\"drug-resistant\"'])}\n"
+        f"population: {rng.choice(POPULATIONS)}\n"
         f"target: {target}\nside: {side}\nprotocol: {proto}\n"
         f"coil: {rng.choice(['[]', '[]', rng.choice(v['coils'])])}\n"
         f"level: {level or 'null'}\nlevel_bound: {bound}\ndirection: {direction}\n"
         f"statement: >\n{_wrap(statement)}\n"
         f"supporting_studies: [{', '.join(supporting)}]\n"
-        f"source:\n  location: {_q('Table ' + str(rng.randint(1, 20)) + ', p. ' + str(rng.randint(100, 2200)))}\n"
-        f"  url: https://doi.org/10.1016/j.clinph.{rng.randint(2000, 2024)}.{rng.randint(1, 99):02d}.{rng.randint(1, 999):03d}\n"
+        f"source:\n  location: {_q(f'Table {rng.randint(1, 20)}, p. {rng.randint(100, 2200)}')}\n"
+        f"  url: https://doi.org/10.1016/j.clinph.{rng.randint(2000, 2024)}."
+        f"{rng.randint(1, 99):02d}.{rng.randint(1, 999):03d}\n"
         f"verification: {rng.choice(['full-text', 'abstract', 'as-cited'])}\n"
-        f"notes: {'null' if rng.random() < 0.5 else _q(_sentence(rng, rng.randint(8, 24)).capitalize() + '.')}\n"
+        f"notes: {'null' if rng.random() < 0.5 else _q(_sentence(rng, rng.randint(8, 24)).capitalize())}"
+        "\n"
     )
 
 
@@ -633,7 +649,8 @@ def print_table(results: list[Result]) -> None:
     row("(d) edit 1 study, ensure_index", [_fmt_s(r.t_edit) for r in results])
     row("    of which build_index", [_fmt_s(r.edit_report.seconds if r.edit_report else 0) for r in results])
     row("    added/updated/deleted/unchanged",
-        [f"{e.added}/{e.updated}/{e.deleted}/{e.unchanged}" if (e := r.edit_report) else "-" for r in results])
+        [f"{e.added}/{e.updated}/{e.deleted}/{e.unchanged}" if (e := r.edit_report) else "-"
+         for r in results])
     sep()
     row("peer: SQLite FTS5 load (same docs)", [_fmt_s(r.t_fts5) for r in results])
     row("    FTS5 database size", [_fmt_b(r.fts5_size) for r in results])
@@ -650,7 +667,7 @@ def print_table(results: list[Result]) -> None:
                    f"full build {r.t_full:.2f} s {'<=' if full_ok else '>'} {TARGET_FULL_S:.0f} s: "
                    f"{'PASS' if full_ok else 'FAIL'}; ")
         if full_ok is None:
-            verdict += f"full build {r.t_full:.2f} s (x{scale:g} linear = {r.t_full * scale:.1f} s); "
+            verdict += f"full build {r.t_full:.2f} s (x{scale:.3g} linearly = {r.t_full * scale:.1f} s); "
         verdict += (f"no-op {noop * 1000:.0f} ms {'<' if noop < TARGET_NOOP_S else '>='} "
                     f"{TARGET_NOOP_S:.0f} s: {'PASS' if noop < TARGET_NOOP_S else 'FAIL'}")
         print(f"N={r.n}: {verdict}")

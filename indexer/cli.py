@@ -234,3 +234,28 @@ def stats(root: Path | None, fmt: str) -> None:
                 click.echo(f"  {key}: {inner}")
             else:
                 click.echo(f"  {key}: {value}")
+
+
+@cli.command()
+@ROOT_OPTION
+@INDEX_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Waitress worker threads.")
+def serve(root: Path | None, index_dir: Path | None, host: str, port: int, threads: int) -> None:
+    """Build or refresh the index if needed, then serve the web app with waitress.
+
+    Example: tmskb serve --port 8000
+    """
+    import waitress
+
+    from app import create_app
+
+    settings = make_settings(root, index_dir)
+    report = ensure_index(settings)
+    if report is not None:
+        click.echo(f"Indexed {report.changed} change(s) into {report.generation}", err=True)
+    click.echo(f"Serving TMS Evidence KB on http://{host}:{port}/ (index {settings.index_dir})", err=True)
+    waitress.serve(create_app({"INDEX_DIR": str(settings.index_dir)}), host=host, port=port,
+                   threads=threads, ident="tmskb")
