@@ -28,8 +28,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         args = request.args
         filters = {name: args.getlist(name) for name in FACETS if args.getlist(name)}
         page = args.get("page", "1")
-        return Query.make(args.get("q", ""), filters, args.get("sort", "evidence"),
-                          int(page) if page.isdigit() else 0)
+        return Query.make(
+            args.get("q", ""), filters, args.get("sort", "evidence"), int(page) if page.isdigit() else 0
+        )
 
     @app.get("/")
     def home() -> Any:
@@ -70,8 +71,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.after_request
     def security_headers(response: Any) -> Any:
-        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; object-src 'none'; "
-                                    "base-uri 'none'; frame-ancestors 'none'")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

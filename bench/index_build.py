@@ -68,34 +68,76 @@ SEED = 20240501
 
 # (BibTeX surname, ASCII form for keys, given names) -- accents written the BibTeX way.
 AUTHORS = [
-    (r"M{\"u}ller", "mueller", "J{\\\"o}rg"), (r"Andr{\'e}-Obadia", "andreobadia", "Nathalie"),
-    (r"Filipovi{\'c}", "filipovic", r"Sa{\v{s}}a R."), (r"Garc{\'i}a-Larrea", "garcialarrea", "Luis"),
-    (r"Sch{\"o}nfeldt-Lecuona", "schonfeldt", "Carlos"), (r"Haanp{\"a}{\"a}", "haanpaa", "Maija"),
-    (r"J{\"a}{\"a}skel{\"a}inen", "jaaskelainen", "Satu K."), (r"Nu{\~n}ez", "nunez", r"Mar{\'i}a"),
-    (r"Br{\o}nnum", "bronnum", "Lars"), (r"{\O}stergaard", "ostergaard", "Karen"),
-    (r"Gonz{\'a}lez", "gonzalez", "Pablo"), (r"Devanne", "devanne", r"Herv{\'e}"),
-    ("Lefaucheur", "lefaucheur", "Jean-Pascal"), ("Ayache", "ayache", "Samar S."),
-    ("Hosomi", "hosomi", "Koichi"), ("Khedr", "khedr", "Eman M."), ("Mhalla", "mhalla", "Alaa"),
-    ("Attal", "attal", "Nadine"), ("Bouhassira", "bouhassira", "Didier"), ("Chen", "chen", "Wei"),
-    ("Zhang", "zhang", "Li"), ("Wang", "wang", "Xiao-Ming"), ("Kim", "kim", "Ji-Hoon"),
-    ("Pasqualetti", "pasqualetti", "Patrizio"), ("Treede", "treede", "Rolf-Detlef"),
-    ("Cruccu", "cruccu", "Giorgio"), ("Nurmikko", "nurmikko", "Turo"), ("Hansson", "hansson", "Per"),
-    ("Rossi", "rossi", "Simone"), ("Rothwell", "rothwell", "John C."), ("Ziemann", "ziemann", "Ulf"),
-    ("Paulus", "paulus", "Walter"), ("Oliviero", "oliviero", "Antonio"), ("Koch", "koch", "Giacomo"),
-    ("Langguth", "langguth", "Berthold"), ("Padberg", "padberg", "Frank"), ("Baeken", "baeken", "Chris"),
-    ("Stagg", "stagg", "Charlotte J."), ("Siebner", "siebner", "Hartwig R."),
-    ("de Carvalho", "decarvalho", "Mamede"), ("Di Lazzaro", "dilazzaro", "Vincenzo"),
-    ("De Ridder", "deridder", "Dirk"), ("Valls-Sol{\\'e}", "vallssole", "Josep"),
-    ("Poulet", "poulet", "Emmanuel"), ("Tanaka", "tanaka", "Hiroshi"), ("Saitoh", "saitoh", "Youichi"),
-    ("O'Connell", "oconnell", "Neil E."), ("Moisset", "moisset", "Xavier"), ("Quesada", "quesada", "Charles"),
-    ("Peyron", "peyron", "Roland"), ("Nardone", "nardone", "Raffaele"), ("Fregni", "fregni", "Felipe"),
+    (r"M{\"u}ller", "mueller", 'J{\\"o}rg'),
+    (r"Andr{\'e}-Obadia", "andreobadia", "Nathalie"),
+    (r"Filipovi{\'c}", "filipovic", r"Sa{\v{s}}a R."),
+    (r"Garc{\'i}a-Larrea", "garcialarrea", "Luis"),
+    (r"Sch{\"o}nfeldt-Lecuona", "schonfeldt", "Carlos"),
+    (r"Haanp{\"a}{\"a}", "haanpaa", "Maija"),
+    (r"J{\"a}{\"a}skel{\"a}inen", "jaaskelainen", "Satu K."),
+    (r"Nu{\~n}ez", "nunez", r"Mar{\'i}a"),
+    (r"Br{\o}nnum", "bronnum", "Lars"),
+    (r"{\O}stergaard", "ostergaard", "Karen"),
+    (r"Gonz{\'a}lez", "gonzalez", "Pablo"),
+    (r"Devanne", "devanne", r"Herv{\'e}"),
+    ("Lefaucheur", "lefaucheur", "Jean-Pascal"),
+    ("Ayache", "ayache", "Samar S."),
+    ("Hosomi", "hosomi", "Koichi"),
+    ("Khedr", "khedr", "Eman M."),
+    ("Mhalla", "mhalla", "Alaa"),
+    ("Attal", "attal", "Nadine"),
+    ("Bouhassira", "bouhassira", "Didier"),
+    ("Chen", "chen", "Wei"),
+    ("Zhang", "zhang", "Li"),
+    ("Wang", "wang", "Xiao-Ming"),
+    ("Kim", "kim", "Ji-Hoon"),
+    ("Pasqualetti", "pasqualetti", "Patrizio"),
+    ("Treede", "treede", "Rolf-Detlef"),
+    ("Cruccu", "cruccu", "Giorgio"),
+    ("Nurmikko", "nurmikko", "Turo"),
+    ("Hansson", "hansson", "Per"),
+    ("Rossi", "rossi", "Simone"),
+    ("Rothwell", "rothwell", "John C."),
+    ("Ziemann", "ziemann", "Ulf"),
+    ("Paulus", "paulus", "Walter"),
+    ("Oliviero", "oliviero", "Antonio"),
+    ("Koch", "koch", "Giacomo"),
+    ("Langguth", "langguth", "Berthold"),
+    ("Padberg", "padberg", "Frank"),
+    ("Baeken", "baeken", "Chris"),
+    ("Stagg", "stagg", "Charlotte J."),
+    ("Siebner", "siebner", "Hartwig R."),
+    ("de Carvalho", "decarvalho", "Mamede"),
+    ("Di Lazzaro", "dilazzaro", "Vincenzo"),
+    ("De Ridder", "deridder", "Dirk"),
+    ("Valls-Sol{\\'e}", "vallssole", "Josep"),
+    ("Poulet", "poulet", "Emmanuel"),
+    ("Tanaka", "tanaka", "Hiroshi"),
+    ("Saitoh", "saitoh", "Youichi"),
+    ("O'Connell", "oconnell", "Neil E."),
+    ("Moisset", "moisset", "Xavier"),
+    ("Quesada", "quesada", "Charles"),
+    ("Peyron", "peyron", "Roland"),
+    ("Nardone", "nardone", "Raffaele"),
+    ("Fregni", "fregni", "Felipe"),
 ]
 JOURNALS = [
-    "Pain", "Clinical Neurophysiology", "Brain Stimulation", "Neurology", "European Journal of Pain",
-    "Journal of Neurology, Neurosurgery, and Psychiatry", "Neurophysiologie Clinique", "The Journal of Pain",
-    "Neuromodulation: Technology at the Neural Interface", "Journal of Pain Research",
-    r"Brain {\&} Behavior", "Frontiers in Neurology", "Cephalalgia", "Journal of Affective Disorders",
-    "Schizophrenia Research", "Archives of Physical Medicine and Rehabilitation",
+    "Pain",
+    "Clinical Neurophysiology",
+    "Brain Stimulation",
+    "Neurology",
+    "European Journal of Pain",
+    "Journal of Neurology, Neurosurgery, and Psychiatry",
+    "Neurophysiologie Clinique",
+    "The Journal of Pain",
+    "Neuromodulation: Technology at the Neural Interface",
+    "Journal of Pain Research",
+    r"Brain {\&} Behavior",
+    "Frontiers in Neurology",
+    "Cephalalgia",
+    "Journal of Affective Disorders",
+    "Schizophrenia Research",
+    "Archives of Physical Medicine and Rehabilitation",
 ]
 WORDS = """
 analgesia analgesic patients randomised sham-controlled double-blind cross-over parallel trial
@@ -176,9 +218,11 @@ def _sentence(rng: random.Random, n: int) -> str:
 def _summary(rng: random.Random, vocab: Vocab, condition: str, target: str, words: int) -> str:
     """30-60 words: a lead-in naming the condition and target, then drawn words in sentences."""
     n_patients = rng.randint(8, 250)
-    lead = (f"{rng.choice(SUMMARY_OPENERS)} {n_patients} patients with "
-            f"{vocab.labels['indications'][condition].lower()}, stimulation of the "
-            f"{vocab.labels['targets'][target]} {rng.choice(VERBS)}")
+    lead = (
+        f"{rng.choice(SUMMARY_OPENERS)} {n_patients} patients with "
+        f"{vocab.labels['indications'][condition].lower()}, stimulation of the "
+        f"{vocab.labels['targets'][target]} {rng.choice(VERBS)}"
+    )
     remaining = max(words - len(lead.split()), 10)
     parts, left = [], remaining
     while left > 0:
@@ -206,8 +250,9 @@ def _authors(rng: random.Random) -> tuple[str, str]:
     return text.removesuffix(" and"), picked[0][1]
 
 
-def _bib_entry(rng: random.Random, key: str, author: str, title: str, year: int, *,
-               journal: str | None = None) -> str:
+def _bib_entry(
+    rng: random.Random, key: str, author: str, title: str, year: int, *, journal: str | None = None
+) -> str:
     volume = rng.randint(1, 180)
     first = rng.randint(1, 2400)
     pmid = rng.randint(7_000_000, 39_999_999)
@@ -240,8 +285,14 @@ SHAM_TYPES = ["null", '"sham coil"', '"tilted coil"']
 OUTCOME_MEASURES = ["VAS", '"VAS; SF-MPQ"', "NRS", '"BPI; LANSS"', "null"]
 FLAWS = ["null", "[]", '["high dropout", "unclear allocation concealment"]', "[baseline imbalance]"]
 POPULATIONS = ["null", '"post-acute stage"', '"drug-resistant"']
-FREQ = {"hf-rtms": [5, 10, 10, 20, None], "lf-rtms": [1, 0.5, None], "itbs": [50], "ctbs": [50],
-        "deep-tms": [10, 20], "rtms": [None, 10]}
+FREQ = {
+    "hf-rtms": [5, 10, 10, 20, None],
+    "lf-rtms": [1, 0.5, None],
+    "itbs": [50],
+    "ctbs": [50],
+    "deep-tms": [10, 20],
+    "rtms": [None, 10],
+}
 
 
 def _unique(key: str, seen: set[str]) -> str:
@@ -279,10 +330,13 @@ def generate(root: Path, n: int, vocab_src: Path, rules_src: Path, seed: int = S
         author, surname = _authors(rng)
         key = "lefaucheur2014guidelines" if i == 0 else _unique(f"{surname}{year}guidelines", keys)
         keys.add(key)
-        title = (f"Evidence-based guidelines on the therapeutic use of repetitive transcranial "
-                 f"magnetic stimulation ({{rTMS}}): update {i + 1}")
-        bib.append(_bib_entry(rng, key, author, title, 2014 if i == 0 else year,
-                              journal="Clinical Neurophysiology"))
+        title = (
+            f"Evidence-based guidelines on the therapeutic use of repetitive transcranial "
+            f"magnetic stimulation ({{rTMS}}): update {i + 1}"
+        )
+        bib.append(
+            _bib_entry(rng, key, author, title, 2014 if i == 0 else year, journal="Clinical Neurophysiology")
+        )
         out.guidelines.append(key)
 
     # Studies: one BibTeX entry and one YAML file each.
@@ -295,9 +349,13 @@ def generate(root: Path, n: int, vocab_src: Path, rules_src: Path, seed: int = S
         proto = rng.choice(v["protocols"])
         w1, w2 = rng.sample(WORDS, 2)
         title = rng.choice(TITLE_PATTERNS).format(
-            rTMS="{rTMS}", target=vocab.labels["targets"][target].replace("(M1)", "({M1})")
-            .replace("(DLPFC)", "({DLPFC})"), condition=vocab.labels["indications"][conditions[0]].lower(),
-            proto=vocab.labels["protocols"][proto].split(" (")[0], w1=w1, w2=w2)
+            rTMS="{rTMS}",
+            target=vocab.labels["targets"][target].replace("(M1)", "({M1})").replace("(DLPFC)", "({DLPFC})"),
+            condition=vocab.labels["indications"][conditions[0]].lower(),
+            proto=vocab.labels["protocols"][proto].split(" (")[0],
+            w1=w1,
+            w2=w2,
+        )
         word = re.sub(r"[^a-z]", "", conditions[0].split("-")[0])[:10]
         key = _unique(f"{surname}{year}{word}", keys)
         bib.append(_bib_entry(rng, key, author, title, year))
@@ -330,12 +388,21 @@ def generate(root: Path, n: int, vocab_src: Path, rules_src: Path, seed: int = S
     return out
 
 
-def _study_yaml(rng: random.Random, vocab: Vocab, key: str, conditions: list[str], target: str,
-                proto: str, result: str | None, guidelines: list[str]) -> str:
+def _study_yaml(
+    rng: random.Random,
+    vocab: Vocab,
+    key: str,
+    conditions: list[str],
+    target: str,
+    proto: str,
+    result: str | None,
+    guidelines: list[str],
+) -> str:
     v = vocab.ids
     design = rng.choice(v["designs"])
-    randomised = {"parallel-rct": True, "crossover-rct": True, "open-label": False,
-                  "case-series": False}.get(design, rng.choice([True, None, False]))
+    randomised = {"parallel-rct": True, "crossover-rct": True, "open-label": False, "case-series": False}.get(
+        design, rng.choice([True, None, False])
+    )
     uncontrolled = design in ("open-label", "case-series")
     control = "none" if uncontrolled else rng.choice(["sham", "sham", "active", None])
     total = rng.randint(6, 260)
@@ -367,8 +434,10 @@ def _study_yaml(rng: random.Random, vocab: Vocab, key: str, conditions: list[str
         arms.append("  - " + "\n    ".join(lines))
     stated = "null"
     if rng.random() < 0.1:
-        stated = (f"{{class: {rng.choice(['I', 'II', 'III', 'IV'])}, reference: {rng.choice(guidelines)}, "
-                  f"location: {_q('Table ' + str(rng.randint(1, 12)))}}}")
+        stated = (
+            f"{{class: {rng.choice(['I', 'II', 'III', 'IV'])}, reference: {rng.choice(guidelines)}, "
+            f"location: {_q('Table ' + str(rng.randint(1, 12)))}}}"
+        )
     summary = _summary(rng, vocab, conditions[0], target, rng.randint(30, 60))
     notes = "null" if rng.random() < 0.6 else _q(_sentence(rng, rng.randint(8, 20)).capitalize() + ".")
     return (
@@ -393,13 +462,22 @@ def _study_yaml(rng: random.Random, vocab: Vocab, key: str, conditions: list[str
     )
 
 
-def _recommendation_yaml(rng: random.Random, vocab: Vocab, rid: str, guideline: str, indication: str,
-                         target: str, proto: str, supporting: list[str]) -> str:
+def _recommendation_yaml(
+    rng: random.Random,
+    vocab: Vocab,
+    rid: str,
+    guideline: str,
+    indication: str,
+    target: str,
+    proto: str,
+    supporting: list[str],
+) -> str:
     v = vocab.ids
     level = rng.choice(["A", "B", "C", None])
     bound = "null" if level else rng.choice(["null", "below-A", "below-B", "below-C"])
-    direction = (rng.choice(["efficacy", "efficacy", "inefficacy"]) if level
-                 else rng.choice(["efficacy", "null"]))
+    direction = (
+        rng.choice(["efficacy", "efficacy", "inefficacy"]) if level else rng.choice(["efficacy", "null"])
+    )
     statement = _summary(rng, vocab, indication, target, rng.randint(30, 60))
     side = rng.choice(v["sides"])
     return (
@@ -424,6 +502,7 @@ def _recommendation_yaml(rng: random.Random, vocab: Vocab, rid: str, guideline: 
 # ---------------------------------------------------------------------------------------------
 # Measurement
 # ---------------------------------------------------------------------------------------------
+
 
 def _du(path: Path) -> tuple[int, int, int]:
     """(apparent bytes, disk bytes as du counts them, number of files) under path."""
@@ -450,8 +529,10 @@ def _fts5(docs: list[dict[str, Any]], db: Path) -> tuple[float, int]:
     with con:
         rows = [(i, d["id"], d["title"], d["summary"], d["body"]) for i, d in enumerate(docs, 1)]
         con.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", rows)
-        con.executemany("INSERT INTO docs_fts(rowid, title, summary, body) VALUES (?, ?, ?, ?)",
-                        [(r[0], r[2], r[3], r[4]) for r in rows])
+        con.executemany(
+            "INSERT INTO docs_fts(rowid, title, summary, body) VALUES (?, ?, ?, ?)",
+            [(r[0], r[2], r[3], r[4]) for r in rows],
+        )
     hits = con.execute("SELECT count(*) FROM docs_fts WHERE docs_fts MATCH 'neuropathic'").fetchone()[0]
     con.close()
     seconds = time.perf_counter() - started
@@ -497,8 +578,11 @@ def measure(n: int, base: Path, run_cli: bool) -> Result:
     root = base / f"kb-{n}"
     gen = generate(root, n, REPO / "kb" / "vocab", REPO / "kb" / "rulesets")
     res = Result(n, gen)
-    print(f"[{n}] generated {len(gen.studies)} studies, {len(gen.recommendations)} recommendations, "
-          f"{len(gen.guidelines)} guidelines in {gen.seconds:.1f} s -> {root}", flush=True)
+    print(
+        f"[{n}] generated {len(gen.studies)} studies, {len(gen.recommendations)} recommendations, "
+        f"{len(gen.guidelines)} guidelines in {gen.seconds:.1f} s -> {root}",
+        flush=True,
+    )
 
     # (a1) The steps of ensure_index, timed one by one, into an empty index directory.
     steps = Settings.for_root(root, base / f"index-{n}-steps")
@@ -520,11 +604,15 @@ def measure(n: int, base: Path, run_cli: bool) -> Result:
     many = len(docs) >= idx.MULTIPROCESS_THRESHOLD and (os.cpu_count() or 1) > 1
     res.writer_mode = "procs=2, multisegment" if many else "1 process"
     t = time.perf_counter()
-    idx.build_index(docs, steps.index_dir, fingerprint=fingerprint, extra={idx.VOCAB: kb.vocab.to_json()},
-                    force=True)
+    idx.build_index(
+        docs, steps.index_dir, fingerprint=fingerprint, extra={idx.VOCAB: kb.vocab.to_json()}, force=True
+    )
     res.t_write = time.perf_counter() - t
-    print(f"[{n}] steps: fingerprint {_fmt_s(res.t_fingerprint)}, load {_fmt_s(res.t_load)}, "
-          f"documents {_fmt_s(res.t_documents)}, whoosh write {_fmt_s(res.t_write)}", flush=True)
+    print(
+        f"[{n}] steps: fingerprint {_fmt_s(res.t_fingerprint)}, load {_fmt_s(res.t_load)}, "
+        f"documents {_fmt_s(res.t_documents)}, whoosh write {_fmt_s(res.t_write)}",
+        flush=True,
+    )
 
     # FTS5 peer on the very same documents.
     res.t_fts5, res.fts5_size = _fts5(docs, base / f"fts5-{n}.sqlite")
@@ -562,8 +650,11 @@ def measure(n: int, base: Path, run_cli: bool) -> Result:
     r = res.edit_report
     assert r is not None and not r.full, r
     assert (r.added, r.updated, r.deleted) == (0, 1, 0), f"expected exactly 1 updated: {r}"
-    print(f"[{n}] edit: {_fmt_s(res.t_edit)} ({r.added} added, {r.updated} updated, {r.deleted} deleted, "
-          f"{r.unchanged} unchanged)", flush=True)
+    print(
+        f"[{n}] edit: {_fmt_s(res.t_edit)} ({r.added} added, {r.updated} updated, {r.deleted} deleted, "
+        f"{r.unchanged} unchanged)",
+        flush=True,
+    )
 
     # A fresh process: what a user waits for (interpreter, imports, cold caches).
     if run_cli:
@@ -597,8 +688,10 @@ def machine_info() -> list[str]:
     except (OSError, IndexError, ValueError):
         pass
     from importlib.metadata import version
-    libs = ", ".join(f"{p} {version(p)}" for p in ("Whoosh-Reloaded", "bibtexparser", "PyYAML", "jsonschema",
-                                                   "pylatexenc"))
+
+    libs = ", ".join(
+        f"{p} {version(p)}" for p in ("Whoosh-Reloaded", "bibtexparser", "PyYAML", "jsonschema", "pylatexenc")
+    )
     return [
         f"machine : nproc {nproc}, CPU {model}, RAM {mem}, {platform.system()} {platform.release()}",
         f"python  : {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
@@ -619,13 +712,17 @@ def print_table(results: list[Result]) -> None:
     print()
     for line in machine_info():
         print(line)
-    print(f"targets : full build of {TARGET_FULL_N} records <= {TARGET_FULL_S:.0f} s; "
-          f"no-op re-run < {TARGET_NOOP_S:.0f} s")
+    print(
+        f"targets : full build of {TARGET_FULL_N} records <= {TARGET_FULL_S:.0f} s; "
+        f"no-op re-run < {TARGET_NOOP_S:.0f} s"
+    )
     sep()
     row("", cols)
     sep()
-    row("records (studies + recommendations)", [f"{len(r.gen.studies)}+{len(r.gen.recommendations)}"
-                                                for r in results])
+    row(
+        "records (studies + recommendations)",
+        [f"{len(r.gen.studies)}+{len(r.gen.recommendations)}" for r in results],
+    )
     row("references / index documents", [f"{r.n_refs} / {r.n_docs}" for r in results])
     row("KB source size", [_fmt_b(r.gen.bytes) for r in results])
     row("whoosh writer", [r.writer_mode for r in results])
@@ -648,28 +745,39 @@ def print_table(results: list[Result]) -> None:
     sep()
     row("(d) edit 1 study, ensure_index", [_fmt_s(r.t_edit) for r in results])
     row("    of which build_index", [_fmt_s(r.edit_report.seconds if r.edit_report else 0) for r in results])
-    row("    added/updated/deleted/unchanged",
-        [f"{e.added}/{e.updated}/{e.deleted}/{e.unchanged}" if (e := r.edit_report) else "-"
-         for r in results])
+    row(
+        "    added/updated/deleted/unchanged",
+        [
+            f"{e.added}/{e.updated}/{e.deleted}/{e.unchanged}" if (e := r.edit_report) else "-"
+            for r in results
+        ],
+    )
     sep()
     row("peer: SQLite FTS5 load (same docs)", [_fmt_s(r.t_fts5) for r in results])
     row("    FTS5 database size", [_fmt_b(r.fts5_size) for r in results])
     row("    whoosh write / FTS5 load", [f"{r.t_write / r.t_fts5:.1f}x" for r in results])
-    row("    full build / (load+docs+FTS5)",
-        [f"{r.t_full / (r.t_load + r.t_documents + r.t_fts5):.1f}x" for r in results])
+    row(
+        "    full build / (load+docs+FTS5)",
+        [f"{r.t_full / (r.t_load + r.t_documents + r.t_fts5):.1f}x" for r in results],
+    )
     row("peak RSS of this process", [f"{r.maxrss_mb:.0f} MiB" for r in results])
     sep()
     for r in results:
         scale = TARGET_FULL_N / r.n
         full_ok = r.t_full <= TARGET_FULL_S if r.n == TARGET_FULL_N else None
         noop = statistics.median(r.noop)
-        verdict = ("" if full_ok is None else
-                   f"full build {r.t_full:.2f} s {'<=' if full_ok else '>'} {TARGET_FULL_S:.0f} s: "
-                   f"{'PASS' if full_ok else 'FAIL'}; ")
+        verdict = (
+            ""
+            if full_ok is None
+            else f"full build {r.t_full:.2f} s {'<=' if full_ok else '>'} {TARGET_FULL_S:.0f} s: "
+            f"{'PASS' if full_ok else 'FAIL'}; "
+        )
         if full_ok is None:
             verdict += f"full build {r.t_full:.2f} s (x{scale:.3g} linearly = {r.t_full * scale:.1f} s); "
-        verdict += (f"no-op {noop * 1000:.0f} ms {'<' if noop < TARGET_NOOP_S else '>='} "
-                    f"{TARGET_NOOP_S:.0f} s: {'PASS' if noop < TARGET_NOOP_S else 'FAIL'}")
+        verdict += (
+            f"no-op {noop * 1000:.0f} ms {'<' if noop < TARGET_NOOP_S else '>='} "
+            f"{TARGET_NOOP_S:.0f} s: {'PASS' if noop < TARGET_NOOP_S else 'FAIL'}"
+        )
         print(f"N={r.n}: {verdict}")
     for r in results:
         if r.cli_line:
@@ -694,7 +802,7 @@ def profile(n: int, base: Path, top: int) -> None:
         pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(key).print_stats(top)
         text = buf.getvalue()
         print(f"\n=== cProfile of ensure_index(force=True), N={n}, sorted by {key} (saved {out}) ===")
-        print(text[text.find("   ncalls"):].rstrip())
+        print(text[text.find("   ncalls") :].rstrip())
 
 
 def main() -> None:

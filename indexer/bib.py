@@ -71,11 +71,18 @@ def parse_bib(path: Path, shown: str) -> tuple[dict[str, Reference], list[Proble
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {}, [Problem(shown, 1, reason="bibliography file not found",
-                            hint="create it or point TMSKB_BIB at it")]
+        return {}, [
+            Problem(shown, 1, reason="bibliography file not found", hint="create it or point TMSKB_BIB at it")
+        ]
     except UnicodeDecodeError as exc:
-        return {}, [Problem(shown, 1, reason=f"not UTF-8 ({exc.reason} at byte {exc.start})",
-                            hint="save the file as UTF-8")]
+        return {}, [
+            Problem(
+                shown,
+                1,
+                reason=f"not UTF-8 ({exc.reason} at byte {exc.start})",
+                hint="save the file as UTF-8",
+            )
+        ]
     return parse_bib_text(text, shown)
 
 
@@ -84,9 +91,13 @@ def parse_bib_text(text: str, shown: str) -> tuple[dict[str, Reference], list[Pr
     library = bibtexparser.parse_string(text, parse_stack=[])
     problems = _failed_block_problems(library, shown)
     problems += _raw_entry_problems(library, shown)
-    for middleware in (ResolveStringReferencesMiddleware(True), RemoveEnclosingMiddleware(True),
-                       FastLatexDecoding(keep_braced_groups=True), SeparateCoAuthors(True),
-                       SplitNameParts(True)):
+    for middleware in (
+        ResolveStringReferencesMiddleware(True),
+        RemoveEnclosingMiddleware(True),
+        FastLatexDecoding(keep_braced_groups=True),
+        SeparateCoAuthors(True),
+        SplitNameParts(True),
+    ):
         library = middleware.transform(library)
     references: dict[str, Reference] = {}
     seen_lower: dict[str, Reference] = {}
@@ -96,9 +107,16 @@ def parse_bib_text(text: str, shown: str) -> tuple[dict[str, Reference], list[Pr
         reference = _to_reference(entry, shown)
         first = seen_lower.get(reference.key.lower())
         if first is not None:
-            problems.append(Problem(shown, reference.line, reference.key, "key",
-                                    f"key differs only in case from '{first.key}' "
-                                    f"(line {first.line})", "keys must be unique ignoring case"))
+            problems.append(
+                Problem(
+                    shown,
+                    reference.line,
+                    reference.key,
+                    "key",
+                    f"key differs only in case from '{first.key}' (line {first.line})",
+                    "keys must be unique ignoring case",
+                )
+            )
             continue
         seen_lower[reference.key.lower()] = reference
         references[reference.key] = reference
@@ -116,16 +134,39 @@ def _failed_block_problems(library: bibtexparser.Library, shown: str) -> list[Pr
         reason = str(getattr(error, "abort_reason", None) or error or "").strip()
         if isinstance(block, model.DuplicateBlockKeyBlock):
             first = block.previous_block.start_line + 1
-            problems.append(Problem(shown, line, block.key, "key",
-                                    f"duplicate key (first defined on line {first})",
-                                    "rename one of the entries or merge them"))
+            problems.append(
+                Problem(
+                    shown,
+                    line,
+                    block.key,
+                    "key",
+                    f"duplicate key (first defined on line {first})",
+                    "rename one of the entries or merge them",
+                )
+            )
         elif isinstance(block, model.DuplicateFieldKeyBlock):
             names = ", ".join(sorted(block.duplicate_keys))
-            problems.append(Problem(shown, line, key, names, "field appears twice in the entry",
-                                    "keep one value; the entry is ignored until then"))
+            problems.append(
+                Problem(
+                    shown,
+                    line,
+                    key,
+                    names,
+                    "field appears twice in the entry",
+                    "keep one value; the entry is ignored until then",
+                )
+            )
         else:
-            problems.append(Problem(shown, line, key, "", f"malformed BibTeX entry: {reason or 'cannot parse'}",
-                                    "check braces, commas and '=' between this line and the next entry"))
+            problems.append(
+                Problem(
+                    shown,
+                    line,
+                    key,
+                    "",
+                    f"malformed BibTeX entry: {reason or 'cannot parse'}",
+                    "check braces, commas and '=' between this line and the next entry",
+                )
+            )
     return problems
 
 
@@ -135,8 +176,16 @@ def _raw_entry_problems(library: bibtexparser.Library, shown: str) -> list[Probl
     macros = {s.key.lower() for s in library.strings} | MONTH_MACROS
     for entry in library.entries:
         if not entry.key:
-            problems.append(Problem(shown, entry.start_line + 1, "", "key",
-                                    "entry has no citation key", "write @type{key, ...}"))
+            problems.append(
+                Problem(
+                    shown,
+                    entry.start_line + 1,
+                    "",
+                    "key",
+                    "entry has no citation key",
+                    "write @type{key, ...}",
+                )
+            )
             continue
         for fld in entry.fields:
             problems += _raw_value_problems(entry.key, fld, macros, shown)
@@ -148,17 +197,40 @@ def _raw_value_problems(key: str, fld: model.Field, macros: set[str], shown: str
     line = fld.start_line + 1
     swallowed = SWALLOWED_FIELD_RE.search(value)
     if swallowed:
-        return [Problem(shown, line, key, fld.key,
-                        f"value runs into the next field '{swallowed.group(1)}'",
-                        "add the missing comma at the end of this field")]
-    if value[:1] in "{\"" or value.isdigit():
+        return [
+            Problem(
+                shown,
+                line,
+                key,
+                fld.key,
+                f"value runs into the next field '{swallowed.group(1)}'",
+                "add the missing comma at the end of this field",
+            )
+        ]
+    if value[:1] in '{"' or value.isdigit():
         return []
     if "#" in value:
-        return [Problem(shown, line, key, fld.key, "'#' string concatenation is not supported",
-                        "write the value out in full inside braces")]
+        return [
+            Problem(
+                shown,
+                line,
+                key,
+                fld.key,
+                "'#' string concatenation is not supported",
+                "write the value out in full inside braces",
+            )
+        ]
     if value.lower() not in macros:
-        return [Problem(shown, line, key, fld.key, f"undefined macro '{value}'",
-                        "enclose the value in braces, or define it with @string")]
+        return [
+            Problem(
+                shown,
+                line,
+                key,
+                fld.key,
+                f"undefined macro '{value}'",
+                "enclose the value in braces, or define it with @string",
+            )
+        ]
     return []
 
 
@@ -176,16 +248,27 @@ def _to_reference(entry: model.Entry, shown: str) -> Reference:
             fields[name] = strip_braces(str(fld.value))
     if "doi" in fields:
         fields["doi"] = normalise_doi(fields["doi"])
-    return Reference(key=entry.key, entry_type=entry.entry_type.lower(), path=shown,
-                     line=entry.start_line + 1, fields=fields, authors=authors,
-                     raw=entry.raw, verification=fields.get("verification"),
-                     field_lines=lines)
+    return Reference(
+        key=entry.key,
+        entry_type=entry.entry_type.lower(),
+        path=shown,
+        line=entry.start_line + 1,
+        fields=fields,
+        authors=authors,
+        raw=entry.raw,
+        verification=fields.get("verification"),
+        field_lines=lines,
+    )
 
 
 def _author(part: object) -> Author:
     if isinstance(part, NameParts):
-        return Author(last=strip_braces(" ".join(part.last)), first=strip_braces(" ".join(part.first)),
-                      von=strip_braces(" ".join(part.von)), jr=strip_braces(" ".join(part.jr)))
+        return Author(
+            last=strip_braces(" ".join(part.last)),
+            first=strip_braces(" ".join(part.first)),
+            von=strip_braces(" ".join(part.von)),
+            jr=strip_braces(" ".join(part.jr)),
+        )
     return Author(last=strip_braces(str(part)))
 
 
@@ -203,17 +286,27 @@ def _entry_problems(ref: Reference, entry: model.Entry, shown: str) -> list[Prob
 
     for alternatives in REQUIRED.get(ref.entry_type, (("title", "howpublished"), ("year",))):
         if not any(ref.fields.get(name) for name in alternatives):
-            add(alternatives[0], "missing required field" if len(alternatives) == 1
+            add(
+                alternatives[0],
+                "missing required field"
+                if len(alternatives) == 1
                 else f"missing required field (one of {', '.join(alternatives)})",
-                f"add {alternatives[0]} = {{...}} to this @{ref.entry_type}")
+                f"add {alternatives[0]} = {{...}} to this @{ref.entry_type}",
+            )
     if ref.fields.get("year") and not re.fullmatch(r"\d{4}", ref.fields["year"]):
         add("year", f"'{ref.fields['year']}' is not a four-digit year")
     if ref.verification is None:
-        add("verification", "missing required field",
-            "add verification = {full-text}, {abstract} or {as-cited}")
+        add(
+            "verification",
+            "missing required field",
+            "add verification = {full-text}, {abstract} or {as-cited}",
+        )
     elif ref.verification not in VERIFICATION_VALUES:
-        add("verification", f"'{ref.verification}' is not a verification status",
-            f"expected one of {', '.join(VERIFICATION_VALUES)}")
+        add(
+            "verification",
+            f"'{ref.verification}' is not a verification status",
+            f"expected one of {', '.join(VERIFICATION_VALUES)}",
+        )
     if ref.doi and not DOI_RE.match(ref.doi):
         add("doi", f"'{ref.doi}' is not a DOI", "a DOI looks like 10.1016/j.clinph.2014.05.021")
     if ref.pmid and not ref.pmid.isdigit():

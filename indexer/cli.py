@@ -17,10 +17,16 @@ from .documents import FACETS
 from .search import SORTS, IndexMissing, Query, Results, search
 from .settings import Settings
 
-ROOT_OPTION = click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-                           help="KB root holding references.bib and kb/ (env TMSKB_ROOT).")
-INDEX_OPTION = click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
-                            help="Index directory (env TMSKB_INDEX_DIR; default instance/index).")
+ROOT_OPTION = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="KB root holding references.bib and kb/ (env TMSKB_ROOT).",
+)
+INDEX_OPTION = click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Index directory (env TMSKB_INDEX_DIR; default instance/index).",
+)
 
 
 def make_settings(root: Path | None, index_dir: Path | None = None) -> Settings:
@@ -62,10 +68,12 @@ def check(root: Path | None) -> None:
     """
     kb = pipeline.load(make_settings(root))
     report_problems(kb)
-    click.echo(f"OK: {len(kb.references)} references, {len(kb.studies)} studies, "
-               f"{len(kb.recommendations)} recommendations, {len(kb.knowledge)} knowledge pages, "
-               f"{sum(len(t) for t in kb.vocab.terms.values())} vocabulary terms, "
-               f"{len(kb.rulesets)} rule set(s)")
+    click.echo(
+        f"OK: {len(kb.references)} references, {len(kb.studies)} studies, "
+        f"{len(kb.recommendations)} recommendations, {len(kb.knowledge)} knowledge pages, "
+        f"{sum(len(t) for t in kb.vocab.terms.values())} vocabulary terms, "
+        f"{len(kb.rulesets)} rule set(s)"
+    )
 
 
 @cli.command()
@@ -84,17 +92,26 @@ def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
         raise click.ClickException(f"no rule set '{ruleset_id or 'default'}' (known: {known})")
     rows = [asdict(c) | {"id": rid} for rid, c in sorted(kb.comparisons().items())]
     if fmt == "json":
-        click.echo(json.dumps({"ruleset": kb.ruleset.id, "verification": kb.ruleset.verification,
-                               "recommendations": rows}, indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {"ruleset": kb.ruleset.id, "verification": kb.ruleset.verification, "recommendations": rows},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     click.echo(f"Rule set: {kb.ruleset.label} — {kb.ruleset.verification}")
     click.echo(f"{'recommendation':<34} {'published':<9} {'computed':<8} {'verdict':<8} reason")
     for row in rows:
-        click.echo(f"{row['id']:<34} {row['published'] or '-':<9} {row['computed'] or '-':<8} "
-                   f"{row['verdict']:<8} {row['reason']}")
+        click.echo(
+            f"{row['id']:<34} {row['published'] or '-':<9} {row['computed'] or '-':<8} "
+            f"{row['verdict']:<8} {row['reason']}"
+        )
     verdicts = [r["verdict"] for r in rows]
-    click.echo(f"{len(rows)} recommendations: {verdicts.count('agree')} agree, "
-               f"{verdicts.count('disagree')} disagree, {verdicts.count('n/a')} not comparable")
+    click.echo(
+        f"{len(rows)} recommendations: {verdicts.count('agree')} agree, "
+        f"{verdicts.count('disagree')} disagree, {verdicts.count('n/a')} not comparable"
+    )
 
 
 def ensure_index(settings: Settings, *, force: bool = False, quiet: bool = False) -> idx.BuildReport | None:
@@ -109,8 +126,9 @@ def ensure_index(settings: Settings, *, force: bool = False, quiet: bool = False
     if quiet:
         return idx.build_index(docs, settings.index_dir, fingerprint=fingerprint, extra=extra, force=force)
     with click.progressbar(length=len(docs), label="Indexing", file=sys.stderr) as bar:
-        return idx.build_index(docs, settings.index_dir, fingerprint=fingerprint, extra=extra,
-                               force=force, progress=bar.update)
+        return idx.build_index(
+            docs, settings.index_dir, fingerprint=fingerprint, extra=extra, force=force, progress=bar.update
+        )
 
 
 @cli.command("index")
@@ -126,26 +144,33 @@ def index_command(root: Path | None, index_dir: Path | None, force: bool) -> Non
     started = time.perf_counter()
     report = ensure_index(settings, force=force)
     if report is None:
-        click.echo(f"Index is up to date ({settings.index_dir}); "
-                   f"checked in {time.perf_counter() - started:.3f} s")
+        click.echo(
+            f"Index is up to date ({settings.index_dir}); checked in {time.perf_counter() - started:.3f} s"
+        )
         return
     kind = "full build" if report.full else "incremental update"
-    click.echo(f"{kind} {report.generation}: {report.added} added, {report.updated} updated, "
-               f"{report.deleted} deleted, {report.unchanged} unchanged in {report.seconds:.2f} s "
-               f"({settings.index_dir})")
+    click.echo(
+        f"{kind} {report.generation}: {report.added} added, {report.updated} updated, "
+        f"{report.deleted} deleted, {report.unchanged} unchanged in {report.seconds:.2f} s "
+        f"({settings.index_dir})"
+    )
 
 
 def parse_filters(values: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     """Facet options as given on the command line (repeatable, comma-separated)."""
-    return {name: tuple(v for value in vals for v in value.split(",") if v)
-            for name, vals in values.items() if vals}
+    return {
+        name: tuple(v for value in vals for v in value.split(",") if v)
+        for name, vals in values.items()
+        if vals
+    }
 
 
 def facet_options(func: Any) -> Any:
     """--level, --indication, ... one repeatable option per facet."""
     for name in reversed(FACETS):
-        func = click.option(f"--{name}", name, multiple=True,
-                            help=f"Filter by {name} (repeat or comma-separate for OR).")(func)
+        func = click.option(
+            f"--{name}", name, multiple=True, help=f"Filter by {name} (repeat or comma-separate for OR)."
+        )(func)
     return func
 
 
@@ -158,8 +183,16 @@ def facet_options(func: Any) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @ROOT_OPTION
 @INDEX_OPTION
-def search_command(text: str, sort: str, page: int, page_size: int, fmt: str, root: Path | None,
-                   index_dir: Path | None, **facets: tuple[str, ...]) -> None:
+def search_command(
+    text: str,
+    sort: str,
+    page: int,
+    page_size: int,
+    fmt: str,
+    root: Path | None,
+    index_dir: Path | None,
+    **facets: tuple[str, ...],
+) -> None:
     """Search records: free text, "phrases", field:value, AND/OR/NOT.
 
     Example: tmskb search "shingles" --level A --format json
@@ -181,19 +214,37 @@ def search_command(text: str, sort: str, page: int, page_size: int, fmt: str, ro
 def results_json(results: Results) -> dict[str, Any]:
     """Results as plain JSON data (the same shape the web API returns)."""
     return {
-        "ok": results.ok, "query": {"text": results.query.text, "filters": results.query.filter_map,
-                                    "sort": results.query.sort, "page": results.query.page,
-                                    "page_size": results.query.page_size},
-        "total": results.total, "page_count": results.page_count, "generation": results.generation,
-        "understood": results.understood, "expansions": list(results.expansions),
+        "ok": results.ok,
+        "query": {
+            "text": results.query.text,
+            "filters": results.query.filter_map,
+            "sort": results.query.sort,
+            "page": results.query.page,
+            "page_size": results.query.page_size,
+        },
+        "total": results.total,
+        "page_count": results.page_count,
+        "generation": results.generation,
+        "understood": results.understood,
+        "expansions": list(results.expansions),
         "suggestion": results.suggestion,
         "facets": {name: [asdict(v) for v in values] for name, values in results.facets.items()},
-        "hits": [{"id": h.id, "type": h.type, "title": h.title, "summary": h.summary,
-                  "rank_reason": h.rank_reason, "score": h.score,
-                  "highlights": [[asdict(s) for s in frag] for frag in h.highlights],
-                  "level": h.fields.get("level") or None, "class": h.fields.get("class") or None,
-                  "year": h.fields.get("year") or None, "verification": h.fields.get("verification")}
-                 for h in results.hits],
+        "hits": [
+            {
+                "id": h.id,
+                "type": h.type,
+                "title": h.title,
+                "summary": h.summary,
+                "rank_reason": h.rank_reason,
+                "score": h.score,
+                "highlights": [[asdict(s) for s in frag] for frag in h.highlights],
+                "level": h.fields.get("level") or None,
+                "class": h.fields.get("class") or None,
+                "year": h.fields.get("year") or None,
+                "verification": h.fields.get("verification"),
+            }
+            for h in results.hits
+        ],
     }
 
 
@@ -241,8 +292,9 @@ def stats(root: Path | None, fmt: str) -> None:
 @INDEX_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Waitress worker threads.")
+@click.option(
+    "--threads", type=click.IntRange(1, 64), default=8, show_default=True, help="Waitress worker threads."
+)
 def serve(root: Path | None, index_dir: Path | None, host: str, port: int, threads: int) -> None:
     """Build or refresh the index if needed, then serve the web app with waitress.
 
@@ -257,5 +309,10 @@ def serve(root: Path | None, index_dir: Path | None, host: str, port: int, threa
     if report is not None:
         click.echo(f"Indexed {report.changed} change(s) into {report.generation}", err=True)
     click.echo(f"Serving TMS Evidence KB on http://{host}:{port}/ (index {settings.index_dir})", err=True)
-    waitress.serve(create_app({"INDEX_DIR": str(settings.index_dir)}), host=host, port=port,
-                   threads=threads, ident="tmskb")
+    waitress.serve(
+        create_app({"INDEX_DIR": str(settings.index_dir)}),
+        host=host,
+        port=port,
+        threads=threads,
+        ident="tmskb",
+    )

@@ -19,8 +19,19 @@ LEVEL_RANK = {"A": 1, "B": 2, "C": 3}
 BOUND_RANK = 4
 CLASS_RANK = {"I": 1, "II": 2, "III": 3, "IV": 4}
 NO_RANK = 9
-FACETS = ("type", "level", "direction", "indication", "target", "side", "protocol", "class",
-          "year", "guideline", "verification")
+FACETS = (
+    "type",
+    "level",
+    "direction",
+    "indication",
+    "target",
+    "side",
+    "protocol",
+    "class",
+    "year",
+    "guideline",
+    "verification",
+)
 MULTI_VALUED = ("indication", "target", "side", "protocol", "guideline")
 REFERENCE_PREFIX = "@"  # a study's id is its BibTeX key, so reference documents get "@key"
 
@@ -84,18 +95,47 @@ def _concepts(kb: KB, field: str, ids: tuple[str, ...]) -> list[str]:
 def _citation(ref: Reference | None) -> dict[str, Any]:
     if ref is None:
         return {}
-    return {"key": ref.key, "short": ref.short, "title": ref.title, "venue": ref.venue,
-            "year": ref.year, "verification": ref.verification, "doi": ref.doi, "pmid": ref.pmid}
-
-
-def _base(doc_id: str, kind: str, title: str, summary: str, year: int | None, verification: str | None,
-          body: list[str]) -> dict[str, Any]:
     return {
-        "id": doc_id, "type": kind, "title": title, "summary": summary,
-        "year": str(year) if year else "", "year_sort": 9999 - year if year else 9999,
-        "verification": verification or "", "level": "", "direction": "", "class": "",
-        "indication": [], "target": [], "side": [], "protocol": [], "guideline": [],
-        "concepts": [], "authors": "", "level_rank": NO_RANK, "class_rank": NO_RANK,
+        "key": ref.key,
+        "short": ref.short,
+        "title": ref.title,
+        "venue": ref.venue,
+        "year": ref.year,
+        "verification": ref.verification,
+        "doi": ref.doi,
+        "pmid": ref.pmid,
+    }
+
+
+def _base(
+    doc_id: str,
+    kind: str,
+    title: str,
+    summary: str,
+    year: int | None,
+    verification: str | None,
+    body: list[str],
+) -> dict[str, Any]:
+    return {
+        "id": doc_id,
+        "type": kind,
+        "title": title,
+        "summary": summary,
+        "year": str(year) if year else "",
+        "year_sort": 9999 - year if year else 9999,
+        "verification": verification or "",
+        "level": "",
+        "direction": "",
+        "class": "",
+        "indication": [],
+        "target": [],
+        "side": [],
+        "protocol": [],
+        "guideline": [],
+        "concepts": [],
+        "authors": "",
+        "level_rank": NO_RANK,
+        "class_rank": NO_RANK,
         "body": " ".join(part for part in body if part),
     }
 
@@ -103,14 +143,33 @@ def _base(doc_id: str, kind: str, title: str, summary: str, year: int | None, ve
 def _reference_doc(kb: KB, ref: Reference, cited_by: list[str]) -> dict[str, Any]:
     title = ref.title or f"{ref.short}, {ref.venue}".strip(", ")
     summary = f"{ref.short}. {ref.venue}".strip()
-    doc = _base(reference_id(ref.key), "reference", title, summary, ref.year, ref.verification,
-                [ref.title, ref.venue, ref.fields.get("author", ""), ref.fields.get("note", ""),
-                 ref.fields.get("howpublished", "")])
+    doc = _base(
+        reference_id(ref.key),
+        "reference",
+        title,
+        summary,
+        ref.year,
+        ref.verification,
+        [
+            ref.title,
+            ref.venue,
+            ref.fields.get("author", ""),
+            ref.fields.get("note", ""),
+            ref.fields.get("howpublished", ""),
+        ],
+    )
     doc["authors"] = _authors(ref)
     doc["data"] = {
-        "key": ref.key, "fields": ref.fields, "entry_type": ref.entry_type, "short": ref.short,
-        "authors": [asdict(a) for a in ref.authors], "raw": ref.raw, "cited_by": cited_by,
-        "verification": ref.verification, "path": ref.path, "line": ref.line,
+        "key": ref.key,
+        "fields": ref.fields,
+        "entry_type": ref.entry_type,
+        "short": ref.short,
+        "authors": [asdict(a) for a in ref.authors],
+        "raw": ref.raw,
+        "cited_by": cited_by,
+        "verification": ref.verification,
+        "path": ref.path,
+        "line": ref.line,
     }
     return doc
 
@@ -137,27 +196,58 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
     title = f"{who}: {', '.join(protocol_labels)} of {', '.join(target_labels)} in {', '.join(conditions)}"
     freqs = [f"{a.frequency_hz:g} Hz" for a in arms if a.frequency_hz is not None]
     grade = kb.classes.get(study.id)
-    body = [title, study.summary, study.outcome_measure or "", study.notes or "", " ".join(freqs),
-            kb.vocab.label("designs", study.design), *(_names(kb, "indications", study.condition)),
-            *(_names(kb, "targets", targets)), *(_names(kb, "protocols", protocols)),
-            *(_names(kb, "sides", sides)), *(_names(kb, "coils", coils)), ref.title if ref else ""]
+    body = [
+        title,
+        study.summary,
+        study.outcome_measure or "",
+        study.notes or "",
+        " ".join(freqs),
+        kb.vocab.label("designs", study.design),
+        *(_names(kb, "indications", study.condition)),
+        *(_names(kb, "targets", targets)),
+        *(_names(kb, "protocols", protocols)),
+        *(_names(kb, "sides", sides)),
+        *(_names(kb, "coils", coils)),
+        ref.title if ref else "",
+    ]
     doc = _base(study.id, "study", title, study.summary, ref.year if ref else None, study.verification, body)
-    doc.update({
-        "indication": list(study.condition), "target": list(targets), "side": list(sides),
-        "protocol": list(protocols), "guideline": guidelines,
-        "class": grade.cls or "" if grade else "", "direction": "", "authors": _authors(ref),
-        "class_rank": CLASS_RANK.get(grade.cls or "", NO_RANK) if grade else NO_RANK,
-        "concepts": _concepts(kb, "condition", study.condition) + _concepts(kb, "target", targets)
-        + _concepts(kb, "protocol", protocols) + list(sides) + list(coils) + [study.design],
-    })
+    doc.update(
+        {
+            "indication": list(study.condition),
+            "target": list(targets),
+            "side": list(sides),
+            "protocol": list(protocols),
+            "guideline": guidelines,
+            "class": grade.cls or "" if grade else "",
+            "direction": "",
+            "authors": _authors(ref),
+            "class_rank": CLASS_RANK.get(grade.cls or "", NO_RANK) if grade else NO_RANK,
+            "concepts": _concepts(kb, "condition", study.condition)
+            + _concepts(kb, "target", targets)
+            + _concepts(kb, "protocol", protocols)
+            + list(sides)
+            + list(coils)
+            + [study.design],
+        }
+    )
     doc["data"] = {
-        "record": _record_fields(study), "reference": _citation(ref), "class": _class_data(grade),
-        "labels": {"condition": _labels(kb, "condition", study.condition),
-                   "design": kb.vocab.label("designs", study.design)},
-        "arms": [{**asdict(a), "target_labels": _labels(kb, "target", a.target),
-                  "side_labels": _labels(kb, "side", a.side),
-                  "protocol_labels": _labels(kb, "protocol", a.protocol),
-                  "coil_labels": _labels(kb, "coil", a.coil)} for a in arms],
+        "record": _record_fields(study),
+        "reference": _citation(ref),
+        "class": _class_data(grade),
+        "labels": {
+            "condition": _labels(kb, "condition", study.condition),
+            "design": kb.vocab.label("designs", study.design),
+        },
+        "arms": [
+            {
+                **asdict(a),
+                "target_labels": _labels(kb, "target", a.target),
+                "side_labels": _labels(kb, "side", a.side),
+                "protocol_labels": _labels(kb, "protocol", a.protocol),
+                "coil_labels": _labels(kb, "coil", a.coil),
+            }
+            for a in arms
+        ],
         "ruleset": kb.ruleset.id if kb.ruleset else None,
     }
     return doc
@@ -182,31 +272,55 @@ def _recommendation_doc(kb: KB, rec: Recommendation) -> dict[str, Any]:
     grade = f"Level {rec.level}" if rec.level else (rec.level_bound or "level not verified")
     title = f"{indication}{f' ({outcome})' if outcome else ''}: {protocols} of {targets} — {grade}"
     year = guideline.year if guideline else None
-    body = [title, rec.statement, rec.population or "", rec.notes or "", outcome,
-            *(_names(kb, "indications", (rec.indication,))), *(_names(kb, "targets", rec.target)),
-            *(_names(kb, "protocols", rec.protocol)), *(_names(kb, "sides", rec.side)),
-            *(_names(kb, "coils", rec.coil)), guideline.title if guideline else ""]
+    body = [
+        title,
+        rec.statement,
+        rec.population or "",
+        rec.notes or "",
+        outcome,
+        *(_names(kb, "indications", (rec.indication,))),
+        *(_names(kb, "targets", rec.target)),
+        *(_names(kb, "protocols", rec.protocol)),
+        *(_names(kb, "sides", rec.side)),
+        *(_names(kb, "coils", rec.coil)),
+        guideline.title if guideline else "",
+    ]
     doc = _base(rec.id, "recommendation", title, rec.statement, year, rec.verification, body)
     computed = kb.levels.get(rec.id)
-    doc.update({
-        "level": rec.level or (rec.level_bound or ""), "direction": rec.direction or "",
-        "authors": _authors(guideline),
-        "indication": [rec.indication], "target": list(rec.target), "side": list(rec.side),
-        "protocol": list(rec.protocol), "guideline": [rec.guideline],
-        "level_rank": LEVEL_RANK.get(rec.level or "", BOUND_RANK if rec.level_bound else NO_RANK),
-        "concepts": _concepts(kb, "indication", (rec.indication,)) + _concepts(kb, "target", rec.target)
-        + _concepts(kb, "protocol", rec.protocol) + list(rec.side) + list(rec.coil)
-        + ([rec.outcome_domain] if rec.outcome_domain else []),
-    })
+    doc.update(
+        {
+            "level": rec.level or (rec.level_bound or ""),
+            "direction": rec.direction or "",
+            "authors": _authors(guideline),
+            "indication": [rec.indication],
+            "target": list(rec.target),
+            "side": list(rec.side),
+            "protocol": list(rec.protocol),
+            "guideline": [rec.guideline],
+            "level_rank": LEVEL_RANK.get(rec.level or "", BOUND_RANK if rec.level_bound else NO_RANK),
+            "concepts": _concepts(kb, "indication", (rec.indication,))
+            + _concepts(kb, "target", rec.target)
+            + _concepts(kb, "protocol", rec.protocol)
+            + list(rec.side)
+            + list(rec.coil)
+            + ([rec.outcome_domain] if rec.outcome_domain else []),
+        }
+    )
     comparison = kb.comparisons().get(rec.id) if computed else None
     doc["data"] = {
-        "record": _record_fields(rec), "guideline": _citation(guideline),
+        "record": _record_fields(rec),
+        "guideline": _citation(guideline),
         "computed": asdict(computed) if computed else None,
         "comparison": asdict(comparison) if comparison else None,
         "supporting": [_supporting(kb, sid) for sid in rec.supporting_studies],
-        "labels": {"indication": indication, "outcome_domain": outcome,
-                   "target": _labels(kb, "target", rec.target), "side": _labels(kb, "side", rec.side),
-                   "protocol": _labels(kb, "protocol", rec.protocol), "coil": _labels(kb, "coil", rec.coil)},
+        "labels": {
+            "indication": indication,
+            "outcome_domain": outcome,
+            "target": _labels(kb, "target", rec.target),
+            "side": _labels(kb, "side", rec.side),
+            "protocol": _labels(kb, "protocol", rec.protocol),
+            "coil": _labels(kb, "coil", rec.coil),
+        },
         "ruleset": kb.ruleset.id if kb.ruleset else None,
     }
     return doc
@@ -215,18 +329,28 @@ def _recommendation_doc(kb: KB, rec: Recommendation) -> dict[str, Any]:
 def _supporting(kb: KB, sid: str) -> dict[str, Any]:
     study = kb.studies.get(sid)
     ref = kb.references.get(study.reference) if study else None
-    return {"id": sid, "short": ref.short if ref else sid, "result": study.result if study else None,
-            "class": _class_data(kb.classes.get(sid))}
+    return {
+        "id": sid,
+        "short": ref.short if ref else sid,
+        "result": study.result if study else None,
+        "class": _class_data(kb.classes.get(sid)),
+    }
 
 
 def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:
-    body = [page.title, page.summary, *(f"{s.heading} {s.text}" for s in page.sections),
-            *(_names(kb, "indications", page.indication))]
+    body = [
+        page.title,
+        page.summary,
+        *(f"{s.heading} {s.text}" for s in page.sections),
+        *(_names(kb, "indications", page.indication)),
+    ]
     doc = _base(page.id, "knowledge", page.title, page.summary, None, page.verification, body)
     doc["indication"] = list(page.indication)
     doc["concepts"] = _concepts(kb, "indication", page.indication)
-    doc["data"] = {"record": _record_fields(page),
-                   "references": [_citation(kb.references.get(k)) for k in page.references]}
+    doc["data"] = {
+        "record": _record_fields(page),
+        "references": [_citation(kb.references.get(k)) for k in page.references],
+    }
     return doc
 
 

@@ -17,9 +17,14 @@ from .models import LEVEL_LABELS, Recommendation, Study
 from .rulesets import RuleSet
 
 FACT_WORDS = {
-    "randomised": "randomisation", "controlled": "control", "sham_controlled": "sham control",
-    "assessor_blinded": "blinding", "active_patients": "number on active stimulation",
-    "has_flaws": "flaw assessment", "crossover": "design", "design": "design",
+    "randomised": "randomisation",
+    "controlled": "control",
+    "sham_controlled": "sham control",
+    "assessor_blinded": "blinding",
+    "active_patients": "number on active stimulation",
+    "has_flaws": "flaw assessment",
+    "crossover": "design",
+    "design": "design",
 }
 CLASS_RANK = {"I": 1, "II": 2, "III": 3, "IV": 4}
 LEVEL_ORDER = ("A", "B", "C")
@@ -103,8 +108,9 @@ def _matches(have: Any, want: Any) -> bool:
 
 
 def _holds(condition: dict[str, Any], facts: dict[str, Any]) -> bool:
-    return all(facts.get(name) is not None and _matches(facts[name], want)
-               for name, want in condition.items())
+    return all(
+        facts.get(name) is not None and _matches(facts[name], want) for name, want in condition.items()
+    )
 
 
 def _first_class(facts: dict[str, Any], ruleset: RuleSet) -> str | None:
@@ -123,7 +129,9 @@ def _candidates(name: str, ruleset: RuleSet) -> list[Any]:
             if want is _ABSENT:
                 continue
             if isinstance(want, dict):
-                values += [b + d for b in (want.get("min"), want.get("max")) if b is not None for d in (-1, 0, 1)]
+                values += [
+                    b + d for b in (want.get("min"), want.get("max")) if b is not None for d in (-1, 0, 1)
+                ]
             elif isinstance(want, list):
                 values += want
             elif isinstance(want, bool):
@@ -145,8 +153,10 @@ def possible_classes(facts: dict[str, Any], ruleset: RuleSet) -> tuple[set[str |
     key = (ruleset.id, tuple(sorted((k, str(v)) for k, v in facts.items())))
     if key not in _CACHE:
         options = [_candidates(name, ruleset) for name in unknown]
-        _CACHE[key] = {_first_class({**facts, **dict(zip(unknown, combo, strict=True))}, ruleset)
-                       for combo in product(*options)}
+        _CACHE[key] = {
+            _first_class({**facts, **dict(zip(unknown, combo, strict=True))}, ruleset)
+            for combo in product(*options)
+        }
     return _CACHE[key], unknown
 
 
@@ -165,11 +175,20 @@ def classify(facts: dict[str, Any], ruleset: RuleSet) -> ClassResult:
     missing = ", ".join(FACT_WORDS.get(name, name) for name in unknown)
     better = "/".join(c for c in ranked if c != worst)
     if worst is None:
-        return ClassResult(None, "computed", False,
-                           f"undetermined: could be Class {better} ({missing} not reported)", ruleset.id)
-    return ClassResult(worst, "computed", False,
-                       f"Class {worst} at least; Class {better} not excluded ({missing} not reported)",
-                       ruleset.id)
+        return ClassResult(
+            None,
+            "computed",
+            False,
+            f"undetermined: could be Class {better} ({missing} not reported)",
+            ruleset.id,
+        )
+    return ClassResult(
+        worst,
+        "computed",
+        False,
+        f"Class {worst} at least; Class {better} not excluded ({missing} not reported)",
+        ruleset.id,
+    )
 
 
 def effective_class(study: Study, ruleset: RuleSet, crossover_designs: frozenset[str]) -> ClassResult:
@@ -203,8 +222,12 @@ def _describe(counts: dict[str, int]) -> str:
     return ", ".join(f"{n}×{c}" for c, n in counts.items()) or "none"
 
 
-def compute_level(rec: Recommendation, results: Mapping[str, str | None],
-                  classes: Mapping[str, ClassResult], ruleset: RuleSet) -> LevelResult:
+def compute_level(
+    rec: Recommendation,
+    results: Mapping[str, str | None],
+    classes: Mapping[str, ClassResult],
+    ruleset: RuleSet,
+) -> LevelResult:
     """Level from the supporting studies' classes and result directions.
 
     `results` maps study id -> result (positive/negative/mixed/inconclusive/None).
@@ -230,12 +253,14 @@ def compute_level(rec: Recommendation, results: Mapping[str, str | None],
     level, reason = _level_from(support, against, ruleset)
     note = f"; {uncertain} class(es) are lower bounds" if uncertain else ""
     summary = f"supporting {_describe(counts['supporting'])}; opposing {_describe(counts['opposing'])}"
-    return LevelResult(level, "computed", f"{reason} ({summary}{note})", ruleset.id,
-                       certain=uncertain == 0, counts=counts)
+    return LevelResult(
+        level, "computed", f"{reason} ({summary}{note})", ruleset.id, certain=uncertain == 0, counts=counts
+    )
 
 
-def _level_from(support: list[tuple[str, str]], against: list[tuple[str, str]],
-                ruleset: RuleSet) -> tuple[str | None, str]:
+def _level_from(
+    support: list[tuple[str, str]], against: list[tuple[str, str]], ruleset: RuleSet
+) -> tuple[str | None, str]:
     classes = [c for _, c in support]
     blocked: list[str] = []
     for index, rule in enumerate(ruleset.levels):
@@ -249,8 +274,9 @@ def _level_from(support: list[tuple[str, str]], against: list[tuple[str, str]],
                 return rule.level, f"Level {rule.level}: meets {_requirement(requirement)}{note}"
             if ruleset.conflict == "downgrade":
                 lower = ruleset.levels[index + 1].level if index + 1 < len(ruleset.levels) else None
-                return lower, (f"Level {rule.level} lowered to {lower or 'none'} by conflicting "
-                               f"{', '.join(conflicts)}")
+                return lower, (
+                    f"Level {rule.level} lowered to {lower or 'none'} by conflicting {', '.join(conflicts)}"
+                )
             blocked.append(f"{rule.level} (conflicting {', '.join(conflicts)})")
     if blocked:
         return None, f"no level: conflicting results prevent {'; '.join(blocked)}"
@@ -258,7 +284,9 @@ def _level_from(support: list[tuple[str, str]], against: list[tuple[str, str]],
 
 
 def _requirement(requirement: Mapping[str, int]) -> str:
-    return " + ".join(f"{n}×Class {c}" for c, n in sorted(requirement.items(), key=lambda kv: CLASS_RANK[kv[0]]))
+    return " + ".join(
+        f"{n}×Class {c}" for c, n in sorted(requirement.items(), key=lambda kv: CLASS_RANK[kv[0]])
+    )
 
 
 def compare(rec: Recommendation, computed: LevelResult) -> Comparison:
@@ -268,7 +296,8 @@ def compare(rec: Recommendation, computed: LevelResult) -> Comparison:
         return Comparison(published, None, "n/a", computed.reason, computed.ruleset)
     if published is None:
         bound = f" (published bound: {rec.level_bound})" if rec.level_bound else ""
-        return Comparison(None, computed.level, "n/a", f"no published level{bound}; {computed.reason}",
-                          computed.ruleset)
+        return Comparison(
+            None, computed.level, "n/a", f"no published level{bound}; {computed.reason}", computed.ruleset
+        )
     verdict = "agree" if computed.level == published else "disagree"
     return Comparison(published, computed.level, verdict, computed.reason, computed.ruleset)

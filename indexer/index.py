@@ -118,9 +118,15 @@ def writer_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_index(docs: list[dict[str, Any]], index_dir: Path, *, fingerprint: str,
-                extra: dict[str, Any], force: bool = False,
-                progress: Callable[[int], None] | None = None) -> BuildReport:
+def build_index(
+    docs: list[dict[str, Any]],
+    index_dir: Path,
+    *,
+    fingerprint: str,
+    extra: dict[str, Any],
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> BuildReport:
     """Write `docs` into a new generation and make it current.
 
     Reuses the current generation when the schema is unchanged, re-indexing only documents
@@ -144,11 +150,18 @@ def build_index(docs: list[dict[str, Any]], index_dir: Path, *, fingerprint: str
             assert previous is not None
             shutil.copytree(previous, tmp)
             counts = _write_changes(docs, tmp, manifest.get("hashes", {}), progress)
-        _write_json(tmp / MANIFEST, {
-            "schema": SCHEMA_VERSION, "fingerprint": fingerprint, "generation": name,
-            "generation_number": number, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "count": len(docs), "hashes": {d["id"]: d["hash"] for d in docs},
-        })
+        _write_json(
+            tmp / MANIFEST,
+            {
+                "schema": SCHEMA_VERSION,
+                "fingerprint": fingerprint,
+                "generation": name,
+                "generation_number": number,
+                "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "count": len(docs),
+                "hashes": {d["id"]: d["hash"] for d in docs},
+            },
+        )
         for filename, payload in extra.items():
             _write_json(tmp / filename, payload)
         final = index_dir / name
@@ -165,8 +178,9 @@ def _to_fields(doc: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _write_full(docs: list[dict[str, Any]], path: Path,
-                progress: Callable[[int], None] | None) -> tuple[int, int, int, int]:
+def _write_full(
+    docs: list[dict[str, Any]], path: Path, progress: Callable[[int], None] | None
+) -> tuple[int, int, int, int]:
     path.mkdir(parents=True)
     ix = whoosh_index.create_in(str(path), make_schema())
     many = len(docs) >= MULTIPROCESS_THRESHOLD and (os.cpu_count() or 1) > 1
@@ -179,8 +193,9 @@ def _write_full(docs: list[dict[str, Any]], path: Path,
     return len(docs), 0, 0, 0
 
 
-def _write_changes(docs: list[dict[str, Any]], path: Path, old: dict[str, str],
-                   progress: Callable[[int], None] | None) -> tuple[int, int, int, int]:
+def _write_changes(
+    docs: list[dict[str, Any]], path: Path, old: dict[str, str], progress: Callable[[int], None] | None
+) -> tuple[int, int, int, int]:
     ix = whoosh_index.open_dir(str(path))
     new_ids = {d["id"] for d in docs}
     changed = [d for d in docs if old.get(d["id"]) != d["hash"]]

@@ -44,8 +44,11 @@ class KB:
 
     def comparisons(self) -> dict[str, grading.Comparison]:
         """Published vs computed level for every recommendation."""
-        return {rid: grading.compare(rec, self.levels[rid]) for rid, rec in self.recommendations.items()
-                if rid in self.levels}
+        return {
+            rid: grading.compare(rec, self.levels[rid])
+            for rid, rec in self.recommendations.items()
+            if rid in self.levels
+        }
 
 
 def load(settings: Settings, ruleset_id: str | None = None) -> KB:
@@ -53,8 +56,14 @@ def load(settings: Settings, ruleset_id: str | None = None) -> KB:
     kb_dir, shown_kb = settings.kb_dir, settings.relative(settings.kb_dir)
     references, problems = parse_bib(settings.bib_path, settings.relative(settings.bib_path))
     if not kb_dir.is_dir():
-        problems.append(Problem(shown_kb, 1, reason="knowledge base directory not found",
-                                hint="create kb/ or point TMSKB_KB_DIR at it"))
+        problems.append(
+            Problem(
+                shown_kb,
+                1,
+                reason="knowledge base directory not found",
+                hint="create kb/ or point TMSKB_KB_DIR at it",
+            )
+        )
     vocab, found = load_vocabularies(kb_dir / "vocab", f"{shown_kb}/vocab")
     problems += found
     rulesets, found = load_rulesets(kb_dir / "rulesets", f"{shown_kb}/rulesets")
@@ -88,8 +97,10 @@ def grade(kb: KB, ruleset: RuleSet) -> None:
     studies = kb.studies
     kb.classes = {sid: grading.effective_class(s, ruleset, crossover) for sid, s in studies.items()}
     results = {sid: s.result for sid, s in studies.items()}
-    kb.levels = {rid: grading.compute_level(rec, results, kb.classes, ruleset)
-                 for rid, rec in kb.recommendations.items()}
+    kb.levels = {
+        rid: grading.compute_level(rec, results, kb.classes, ruleset)
+        for rid, rec in kb.recommendations.items()
+    }
 
 
 def source_files(settings: Settings) -> list[Path]:
@@ -103,8 +114,9 @@ def fingerprint(settings: Settings) -> str:
     """Hash of every source file's path and bytes: equal fingerprints mean nothing changed."""
     digest = hashlib.sha256()
     for path in source_files(settings):
-        digest.update(str(path.relative_to(settings.root) if path.is_relative_to(settings.root)
-                          else path).encode())
+        digest.update(
+            str(path.relative_to(settings.root) if path.is_relative_to(settings.root) else path).encode()
+        )
         digest.update(b"\0")
         digest.update(path.read_bytes() if path.is_file() else b"<missing>")
         digest.update(b"\0")
@@ -132,10 +144,16 @@ def statistics(kb: KB) -> dict[str, dict[str, object]]:
         key = f"{result.cls or 'undetermined'} ({result.basis}{'' if result.certain else ', lower bound'})"
         classes[key] = classes.get(key, 0) + 1
     return {
-        "totals": {"references": len(kb.references), "studies": len(kb.studies),
-                   "recommendations": len(kb.recommendations), "knowledge pages": len(kb.knowledge)},
+        "totals": {
+            "references": len(kb.references),
+            "studies": len(kb.studies),
+            "recommendations": len(kb.recommendations),
+            "knowledge pages": len(kb.knowledge),
+        },
         "references by verification": dict(sorted(refs.items())),
-        "recommendations by guideline and level": {k: dict(sorted(v.items())) for k, v in sorted(recs.items())},
+        "recommendations by guideline and level": {
+            k: dict(sorted(v.items())) for k, v in sorted(recs.items())
+        },
         "studies by condition": dict(sorted(conditions.items(), key=lambda kv: (-kv[1], kv[0]))),
         "studies by class": dict(sorted(classes.items())),
     }

@@ -16,11 +16,23 @@ MAX_NGRAM = 6
 OPERATORS = {"AND", "OR", "NOT", "ANDNOT", "ANDMAYBE"}
 # Fields users may name, and the vocabulary each one's values come from (None: free value).
 QUERY_FIELDS: dict[str, str | None] = {
-    "title": None, "summary": None, "body": None, "author": None, "id": None,
-    "type": None, "level": None, "direction": None, "class": None, "year": None,
-    "verification": None, "guideline": None,
-    "indication": "indications", "condition": "indications", "target": "targets",
-    "side": "sides", "protocol": "protocols",
+    "title": None,
+    "summary": None,
+    "body": None,
+    "author": None,
+    "id": None,
+    "type": None,
+    "level": None,
+    "direction": None,
+    "class": None,
+    "year": None,
+    "verification": None,
+    "guideline": None,
+    "indication": "indications",
+    "condition": "indications",
+    "target": "targets",
+    "side": "sides",
+    "protocol": "protocols",
 }
 FIELD_ALIASES = {"author": "authors", "condition": "indication"}
 UPPER_VALUES = {"level", "class"}
@@ -31,7 +43,7 @@ STOP_WORDS = frozenset(
 )
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 TOKEN = re.compile(r'"[^"]*"?|[()]|[^\s()"]+')
-FIELDED = re.compile(r'^([A-Za-z_]+):(.*)$')
+FIELDED = re.compile(r"^([A-Za-z_]+):(.*)$")
 
 
 class QueryError(ValueError):
@@ -85,7 +97,7 @@ def _expand_words(words: list[str], vocab: Vocabularies, found: list[Expansion])
     i = 0
     while i < len(words):
         for size in range(min(MAX_NGRAM, len(words) - i), 0, -1):
-            span = " ".join(words[i:i + size])
+            span = " ".join(words[i : i + size])
             terms = _lookup(span, vocab)
             if terms:
                 out.append(_group(span, terms, vocab, found))
@@ -109,8 +121,7 @@ def _lookup(text: str, vocab: Vocabularies) -> list[tuple[str, str]]:
     return hits
 
 
-def _group(original: str, terms: list[tuple[str, str]], vocab: Vocabularies,
-           found: list[Expansion]) -> str:
+def _group(original: str, terms: list[tuple[str, str]], vocab: Vocabularies, found: list[Expansion]) -> str:
     """`(original OR concepts:id ...)`; several plain words stay ANDed inside their own group."""
     for vocabulary, term_id in terms:
         found.append(Expansion(original, vocabulary, term_id, vocab.label(vocabulary, term_id)))
@@ -148,8 +159,9 @@ def _rewrite_token(token: str, vocab: Vocabularies, found: list[Expansion]) -> s
     return f"{field}:{value}"
 
 
-def _resolve_value(name: str, vocabulary: str, value: str, vocab: Vocabularies,
-                   found: list[Expansion]) -> str:
+def _resolve_value(
+    name: str, vocabulary: str, value: str, vocab: Vocabularies, found: list[Expansion]
+) -> str:
     term = vocab.resolve(vocabulary, value.strip('"'))
     if term is None:
         close = vocab.suggest(vocabulary, value.strip('"'))

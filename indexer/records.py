@@ -64,21 +64,44 @@ def parse_located(located: yamlio.Located, stem: str, shown: str) -> tuple[Recor
     """Check a loaded document against its type's schema and build the record."""
     data = located.data
     if not isinstance(data, dict):
-        return None, [Problem(shown, 1, stem, "", "a record must be a YAML mapping of fields",
-                              "start with 'id:' and 'type:'")]
+        return None, [
+            Problem(
+                shown,
+                1,
+                stem,
+                "",
+                "a record must be a YAML mapping of fields",
+                "start with 'id:' and 'type:'",
+            )
+        ]
     kind = data.get("type")
     if kind not in RECORD_TYPES:
         reason = "missing required field" if kind is None else f"'{kind}' is not a record type"
-        return None, [Problem(shown, located.line("type"), stem, "type", reason,
-                              f"expected one of {', '.join(RECORD_TYPES)}")]
+        return None, [
+            Problem(
+                shown,
+                located.line("type"),
+                stem,
+                "type",
+                reason,
+                f"expected one of {', '.join(RECORD_TYPES)}",
+            )
+        ]
     record_id = str(data.get("id") or stem)
     problems = schema.validate(located, str(kind), shown, record_id)
     if problems:
         return None, problems
     if data["id"] != stem:
-        problems.append(Problem(shown, located.line("id"), record_id, "id",
-                                f"id '{data['id']}' does not match the file name '{stem}.yaml'",
-                                f"rename the file to {data['id']}.yaml or change the id"))
+        problems.append(
+            Problem(
+                shown,
+                located.line("id"),
+                record_id,
+                "id",
+                f"id '{data['id']}' does not match the file name '{stem}.yaml'",
+                f"rename the file to {data['id']}.yaml or change the id",
+            )
+        )
     builder = {"study": _study, "recommendation": _recommendation, "knowledge": _knowledge}[kind]
     return builder(data, located.lines, shown), problems
 
@@ -97,51 +120,96 @@ def _source(data: dict[str, Any]) -> Source:
 def _arm(data: dict[str, Any]) -> Arm:
     freq = data.get("frequency_hz")
     return Arm(
-        target=ids(data["target"]), side=ids(data["side"]), protocol=ids(data["protocol"]),
-        frequency_hz=float(freq) if freq is not None else None, intensity=data.get("intensity"),
-        pulses_per_session=data.get("pulses_per_session"), sessions=data.get("sessions"),
-        schedule=data.get("schedule"), coil=ids(data.get("coil")),
-        neuronavigation=data.get("neuronavigation"), result=data.get("result"), label=data.get("label"),
+        target=ids(data["target"]),
+        side=ids(data["side"]),
+        protocol=ids(data["protocol"]),
+        frequency_hz=float(freq) if freq is not None else None,
+        intensity=data.get("intensity"),
+        pulses_per_session=data.get("pulses_per_session"),
+        sessions=data.get("sessions"),
+        schedule=data.get("schedule"),
+        coil=ids(data.get("coil")),
+        neuronavigation=data.get("neuronavigation"),
+        result=data.get("result"),
+        label=data.get("label"),
     )
 
 
 def _study(data: dict[str, Any], lines: dict[str, int], shown: str) -> Study:
     stated = data.get("stated_class")
     return Study(
-        id=data["id"], path=shown, line=lines.get("id", 1), reference=data["reference"],
-        condition=ids(data["condition"]), design=data["design"], randomised=data["randomised"],
-        control=data["control"], sham_type=data["sham_type"], blinding=data["blinding"],
-        patients_total=data["patients"]["total"], patients_active=data["patients"]["active"],
+        id=data["id"],
+        path=shown,
+        line=lines.get("id", 1),
+        reference=data["reference"],
+        condition=ids(data["condition"]),
+        design=data["design"],
+        randomised=data["randomised"],
+        control=data["control"],
+        sham_type=data["sham_type"],
+        blinding=data["blinding"],
+        patients_total=data["patients"]["total"],
+        patients_active=data["patients"]["active"],
         flaws=tuple(data["flaws"]) if data["flaws"] is not None else None,
-        arms=tuple(_arm(a) for a in data["arms"]), outcome_measure=data["outcome_measure"],
-        result=data["result"], summary=data["summary"].strip(),
-        stated_class=StatedClass(stated["class"], stated["reference"], stated["location"]) if stated else None,
-        source=_source(data["source"]), verification=data["verification"], notes=data.get("notes"),
+        arms=tuple(_arm(a) for a in data["arms"]),
+        outcome_measure=data["outcome_measure"],
+        result=data["result"],
+        summary=data["summary"].strip(),
+        stated_class=StatedClass(stated["class"], stated["reference"], stated["location"])
+        if stated
+        else None,
+        source=_source(data["source"]),
+        verification=data["verification"],
+        notes=data.get("notes"),
         lines=dict(lines),
     )
 
 
 def _recommendation(data: dict[str, Any], lines: dict[str, int], shown: str) -> Recommendation:
     return Recommendation(
-        id=data["id"], path=shown, line=lines.get("id", 1), guideline=data["guideline"],
-        indication=data["indication"], outcome_domain=data["outcome_domain"], population=data["population"],
-        target=ids(data["target"]), side=ids(data["side"]), protocol=ids(data["protocol"]),
-        coil=ids(data["coil"]), level=data["level"], level_bound=data.get("level_bound"),
-        direction=data["direction"], statement=data["statement"].strip(),
-        supporting_studies=tuple(data["supporting_studies"]), source=_source(data["source"]),
-        verification=data["verification"], notes=data.get("notes"), lines=dict(lines),
+        id=data["id"],
+        path=shown,
+        line=lines.get("id", 1),
+        guideline=data["guideline"],
+        indication=data["indication"],
+        outcome_domain=data["outcome_domain"],
+        population=data["population"],
+        target=ids(data["target"]),
+        side=ids(data["side"]),
+        protocol=ids(data["protocol"]),
+        coil=ids(data["coil"]),
+        level=data["level"],
+        level_bound=data.get("level_bound"),
+        direction=data["direction"],
+        statement=data["statement"].strip(),
+        supporting_studies=tuple(data["supporting_studies"]),
+        source=_source(data["source"]),
+        verification=data["verification"],
+        notes=data.get("notes"),
+        lines=dict(lines),
     )
 
 
 def _knowledge(data: dict[str, Any], lines: dict[str, int], shown: str) -> Knowledge:
     sections = tuple(
-        Section(s["heading"], s["text"].strip(), s["verification"],
-                tuple(_source(x) for x in s.get("sources") or ()))
+        Section(
+            s["heading"],
+            s["text"].strip(),
+            s["verification"],
+            tuple(_source(x) for x in s.get("sources") or ()),
+        )
         for s in data["sections"]
     )
     return Knowledge(
-        id=data["id"], path=shown, line=lines.get("id", 1), title=data["title"],
-        summary=data["summary"].strip(), indication=ids(data["indication"]),
-        references=tuple(data["references"]), sections=sections, source=_source(data["source"]),
-        verification=data["verification"], lines=dict(lines),
+        id=data["id"],
+        path=shown,
+        line=lines.get("id", 1),
+        title=data["title"],
+        summary=data["summary"].strip(),
+        indication=ids(data["indication"]),
+        references=tuple(data["references"]),
+        sections=sections,
+        source=_source(data["source"]),
+        verification=data["verification"],
+        lines=dict(lines),
     )

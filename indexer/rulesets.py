@@ -76,9 +76,16 @@ def load_rulesets(rules_dir: Path, shown: str) -> tuple[dict[str, RuleSet], list
         rulesets[ruleset.id] = ruleset
     defaults = [r for r in rulesets.values() if r.default]
     if rulesets and len(defaults) != 1:
-        problems.append(Problem(shown, 1, "", "default",
-                                f"{len(defaults)} rule sets are marked default",
-                                "mark exactly one rule set with default: true"))
+        problems.append(
+            Problem(
+                shown,
+                1,
+                "",
+                "default",
+                f"{len(defaults)} rule sets are marked default",
+                "mark exactly one rule set with default: true",
+            )
+        )
     return rulesets, problems
 
 
@@ -91,9 +98,16 @@ def _fact_problems(located: yamlio.Located, where: str, record: str) -> list[Pro
             for fact in condition or {}:
                 if fact not in FACTS:
                     path = f"class_rules.{i}.when" + (f".{j}" if isinstance(when, list) else "")
-                    problems.append(Problem(where, located.line(f"{path}.{fact}"), record, f"{path}.{fact}",
-                                            f"unknown fact '{fact}'",
-                                            f"known facts: {', '.join(FACTS)}"))
+                    problems.append(
+                        Problem(
+                            where,
+                            located.line(f"{path}.{fact}"),
+                            record,
+                            f"{path}.{fact}",
+                            f"unknown fact '{fact}'",
+                            f"known facts: {', '.join(FACTS)}",
+                        )
+                    )
     return problems
 
 
@@ -101,13 +115,18 @@ def parse_ruleset(data: dict[str, Any], path: str = "") -> RuleSet:
     """Build a RuleSet from already-validated data."""
     levels = data["level_rules"]
     return RuleSet(
-        id=data["id"], name=data["name"],
+        id=data["id"],
+        name=data["name"],
         source=Source(data["source"]["location"], data["source"].get("reference"), data["source"].get("url")),
-        verification=data["verification"], description=data.get("description", "").strip(),
+        verification=data["verification"],
+        description=data.get("description", "").strip(),
         default=bool(data.get("default", False)),
         class_rules=tuple(
-            ClassRule(r["class"], tuple(r["when"] if isinstance(r["when"], list) else [r["when"]]),
-                      r.get("meaning", ""))
+            ClassRule(
+                r["class"],
+                tuple(r["when"] if isinstance(r["when"], list) else [r["when"]]),
+                r.get("meaning", ""),
+            )
             for r in data["class_rules"]
         ),
         levels=tuple(LevelRule(r["level"], tuple(r["any"]), r.get("meaning", "")) for r in levels["levels"]),

@@ -71,8 +71,11 @@ def _explain(error: ValidationError) -> tuple[str, str, str]:
     if kind in ("minLength", "minItems"):
         return path, "must not be empty", ""
     if kind == "pattern":
-        return path, f"{_show(error.instance)} is not a valid id", \
-            "use lowercase letters, digits, '.', '_' and '-'"
+        return (
+            path,
+            f"{_show(error.instance)} is not a valid id",
+            "use lowercase letters, digits, '.', '_' and '-'",
+        )
     if kind == "minimum":
         return path, f"{_show(error.instance)} is below the minimum {error.validator_value}", ""
     if kind == "uniqueItems":
@@ -89,8 +92,15 @@ def _expected(error: ValidationError) -> str:
 
 
 def _types(value: Any) -> str:
-    names = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true/false",
-             "array": "a list", "object": "a mapping", "null": "null"}
+    names = {
+        "string": "text",
+        "integer": "a whole number",
+        "number": "a number",
+        "boolean": "true/false",
+        "array": "a list",
+        "object": "a mapping",
+        "null": "null",
+    }
     values = value if isinstance(value, list) else [value]
     return " or ".join(names.get(v, v) for v in values)
 

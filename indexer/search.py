@@ -29,11 +29,24 @@ log = logging.getLogger(__name__)
 SORTS = ("evidence", "relevance", "year")
 SEARCH_FIELDS = ("title", "summary", "body", "authors")
 MAX_PAGE_SIZE = 100
-FACET_VOCABULARY = {"indication": "indications", "target": "targets", "side": "sides", "protocol": "protocols"}
-TYPE_LABELS = {"recommendation": "Recommendation", "study": "Study", "reference": "Reference",
-               "knowledge": "Background"}
-LEVEL_FACET_LABELS = {**{k: f"Level {k}" for k in LEVEL_LABELS}, "below-A": "Below Level A",
-                      "below-B": "Below Level B", "below-C": "Below Level C"}
+FACET_VOCABULARY = {
+    "indication": "indications",
+    "target": "targets",
+    "side": "sides",
+    "protocol": "protocols",
+}
+TYPE_LABELS = {
+    "recommendation": "Recommendation",
+    "study": "Study",
+    "reference": "Reference",
+    "knowledge": "Background",
+}
+LEVEL_FACET_LABELS = {
+    **{k: f"Level {k}" for k in LEVEL_LABELS},
+    "below-A": "Below Level A",
+    "below-B": "Below Level B",
+    "below-C": "Below Level C",
+}
 SORT_KEYS = {
     "evidence": ("level_rank", "class_rank", "year_sort"),
     "year": ("year_sort", "level_rank", "class_rank"),
@@ -55,11 +68,20 @@ class Query:
     page_size: int = 20
 
     @classmethod
-    def make(cls, text: str = "", filters: Mapping[str, Iterable[str]] | None = None,
-             sort: str = "evidence", page: int = 1, page_size: int = 20) -> Query:
+    def make(
+        cls,
+        text: str = "",
+        filters: Mapping[str, Iterable[str]] | None = None,
+        sort: str = "evidence",
+        page: int = 1,
+        page_size: int = 20,
+    ) -> Query:
         """Normalise filters (sorted, no empty values) so equal views compare equal."""
-        clean = tuple(sorted((name, tuple(sorted({v for v in values if v})))
-                             for name, values in (filters or {}).items()))
+        clean = tuple(
+            sorted(
+                (name, tuple(sorted({v for v in values if v}))) for name, values in (filters or {}).items()
+            )
+        )
         return cls(text.strip(), tuple((n, v) for n, v in clean if v), sort, page, page_size)
 
     @property
@@ -137,7 +159,7 @@ def open_index(index_dir: Path) -> _Opened:
     with _LOCK:
         opened = _OPEN.get(generation)
         if opened is None:
-            vocab_json = (generation / idx.VOCAB)
+            vocab_json = generation / idx.VOCAB
             vocab = Vocabularies.from_json(_read_json(vocab_json)) if vocab_json.is_file() else Vocabularies()
             words = sorted({w for name, _, _ in vocab.names() for w in name.split() if w.isalpha()})
             opened = _Opened(idx.open_generation(generation), vocab, generation.name, words)
@@ -167,8 +189,9 @@ def search(index_dir: Path, query: Query) -> Results:
         return Results(query, error=str(exc), generation=opened.generation)
     except Exception as exc:  # the engine must never turn a user's query into a crash
         log.exception("search failed for %r", query)
-        return Results(query, error=f"the query could not be run ({type(exc).__name__})",
-                       generation=opened.generation)
+        return Results(
+            query, error=f"the query could not be run ({type(exc).__name__})", generation=opened.generation
+        )
 
 
 def _check(query: Query) -> None:
@@ -202,8 +225,11 @@ def _run(opened: _Opened, query: Query, understood: Understood) -> Results:
     filters = query.filter_map
     with opened.ix.searcher() as searcher:
         plain = [f for f in FACETS if f not in filters]
-        kwargs: dict[str, Any] = {"filter": _filter_query(filters), "groupedby": {f: _facet(f) for f in plain},
-                                  "limit": query.page * query.page_size}
+        kwargs: dict[str, Any] = {
+            "filter": _filter_query(filters),
+            "groupedby": {f: _facet(f) for f in plain},
+            "limit": query.page * query.page_size,
+        }
         if query.sort in SORT_KEYS:
             kwargs["sortedby"] = [FieldFacet(k) for k in SORT_KEYS[query.sort]]
         results = searcher.search(parsed, **kwargs)
@@ -211,17 +237,29 @@ def _run(opened: _Opened, query: Query, understood: Understood) -> Results:
         results.formatter = _SegmentFormatter()
         counts = {f: results.groups(f) for f in plain}
         for name in filters:  # disjunctive counts: a facet's own filter does not narrow its counts
-            other = searcher.search(parsed, filter=_filter_query(filters, skip=name),
-                                    groupedby={name: _facet(name)}, limit=1)
+            other = searcher.search(
+                parsed, filter=_filter_query(filters, skip=name), groupedby={name: _facet(name)}, limit=1
+            )
             counts[name] = other.groups(name)
         start = (query.page - 1) * query.page_size
-        hits = tuple(_hit(h, query.sort) for h in results[start:start + query.page_size])
+        hits = tuple(_hit(h, query.sort) for h in results[start : start + query.page_size])
         total = len(results)
         suggestion = _suggest(searcher, opened, query.text) if query.text and total < 3 else None
         facets = _facets(counts, filters, opened.vocab, searcher)
-    return Results(query, hits, total, facets, suggestion, understood.text,
-                   tuple({"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label}
-                         for e in understood.expansions), None, opened.generation)
+    return Results(
+        query,
+        hits,
+        total,
+        facets,
+        suggestion,
+        understood.text,
+        tuple(
+            {"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label}
+            for e in understood.expansions
+        ),
+        None,
+        opened.generation,
+    )
 
 
 class _SegmentFormatter(highlight.Formatter):
@@ -249,9 +287,17 @@ def _hit(hit: Any, sort: str) -> Hit:
     stored = dict(hit.fields())
     marked = hit.highlights("summary", top=2) or hit.highlights("title", top=1)
     data = stored.pop("data", {}) or {}
-    return Hit(stored["id"], stored.get("type", ""), stored.get("title", ""), stored.get("summary", ""),
-               _segments(marked) if marked else (), rank_reason(stored, sort, hit.score),
-               hit.score if sort == "relevance" else None, stored, data)
+    return Hit(
+        stored["id"],
+        stored.get("type", ""),
+        stored.get("title", ""),
+        stored.get("summary", ""),
+        _segments(marked) if marked else (),
+        rank_reason(stored, sort, hit.score),
+        hit.score if sort == "relevance" else None,
+        stored,
+        data,
+    )
 
 
 def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None) -> str:
@@ -273,15 +319,21 @@ def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None
     return f"{evidence}; {year}"
 
 
-def _facets(counts: Mapping[str, Mapping[str, int]], filters: Mapping[str, tuple[str, ...]],
-            vocab: Vocabularies, searcher: Any) -> dict[str, list[FacetValue]]:
+def _facets(
+    counts: Mapping[str, Mapping[str, int]],
+    filters: Mapping[str, tuple[str, ...]],
+    vocab: Vocabularies,
+    searcher: Any,
+) -> dict[str, list[FacetValue]]:
     out: dict[str, list[FacetValue]] = {}
     for name in FACETS:
         values = {k: v for k, v in (counts.get(name) or {}).items() if k}
         for selected in filters.get(name, ()):
             values.setdefault(selected, 0)
-        items = [FacetValue(v, facet_label(name, v, vocab, searcher), n, v in filters.get(name, ()))
-                 for v, n in values.items()]
+        items = [
+            FacetValue(v, facet_label(name, v, vocab, searcher), n, v in filters.get(name, ()))
+            for v, n in values.items()
+        ]
         key = (lambda f: f.value) if name in ("level", "class") else (lambda f: (-f.count, f.label))
         if name == "year":
             key = lambda f: f.value  # noqa: E731
@@ -336,7 +388,9 @@ def _suggest(searcher: Any, opened: _Opened, text: str) -> str | None:
     """A corrected query string, from indexed words and vocabulary names."""
     try:
         parsed = _parser(opened.ix.schema).parse(text)
-        corrector = _MergedCorrector([searcher.corrector("body"), spelling.ListCorrector(opened.spelling_words)])
+        corrector = _MergedCorrector(
+            [searcher.corrector("body"), spelling.ListCorrector(opened.spelling_words)]
+        )
         correction = searcher.correct_query(parsed, text, correctors={f: corrector for f in SEARCH_FIELDS})
     except Exception:  # a suggestion is optional; never let it break a search
         log.exception("spelling suggestion failed for %r", text)

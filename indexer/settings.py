@@ -31,8 +31,9 @@ class Settings:
     def for_root(cls, root: Path, index_dir: Path | None = None) -> Settings:
         """Settings for a KB laid out as root/references.bib + root/kb/."""
         root = root.resolve()
-        return cls(root, root / "kb", root / "references.bib",
-                   (index_dir or root / "instance" / "index").resolve())
+        return cls(
+            root, root / "kb", root / "references.bib", (index_dir or root / "instance" / "index").resolve()
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,8 +42,11 @@ class Settings:
         settings = cls.for_root(Path(env["TMSKB_ROOT"]) if env.get("TMSKB_ROOT") else _default_root())
         overrides = {
             name: Path(env[var]).resolve()
-            for name, var in (("kb_dir", "TMSKB_KB_DIR"), ("bib_path", "TMSKB_BIB"),
-                              ("index_dir", "TMSKB_INDEX_DIR"))
+            for name, var in (
+                ("kb_dir", "TMSKB_KB_DIR"),
+                ("bib_path", "TMSKB_BIB"),
+                ("index_dir", "TMSKB_INDEX_DIR"),
+            )
             if env.get(var)
         }
         return replace(settings, **overrides)

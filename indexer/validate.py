@@ -9,8 +9,7 @@ from .models import Knowledge, Problem, Recommendation, Record, Reference, Study
 from .vocab import FIELD_VOCABULARY, Vocabularies, check_ids
 
 
-def check(references: dict[str, Reference], records: list[Record],
-          vocab: Vocabularies) -> list[Problem]:
+def check(references: dict[str, Reference], records: list[Record], vocab: Vocabularies) -> list[Problem]:
     """Every cross-file problem: duplicates, unknown keys, unknown terms, broken links."""
     problems = _duplicate_ids(records)
     studies = {r.id for r in records if isinstance(r, Study)}
@@ -28,9 +27,16 @@ def _duplicate_ids(records: list[Record]) -> list[Problem]:
     for record in records:
         if record.id in first:
             other = first[record.id]
-            problems.append(Problem(record.path, record.line, record.id, "id",
-                                    f"duplicate record id (also used by {other.path}:{other.line})",
-                                    "record ids must be unique across kb/"))
+            problems.append(
+                Problem(
+                    record.path,
+                    record.line,
+                    record.id,
+                    "id",
+                    f"duplicate record id (also used by {other.path}:{other.line})",
+                    "record ids must be unique across kb/",
+                )
+            )
         else:
             first[record.id] = record
     return problems
@@ -59,9 +65,16 @@ def _key_problems(record: Record, references: dict[str, Reference]) -> list[Prob
     problems = []
     for field, key in _cited_keys(record):
         if key not in references:
-            problems.append(Problem(record.path, record.line_of(field), record.id, field,
-                                    f"'{key}' is not in references.bib",
-                                    _did_you_mean(key, references, "add the entry with tmskb add")))
+            problems.append(
+                Problem(
+                    record.path,
+                    record.line_of(field),
+                    record.id,
+                    field,
+                    f"'{key}' is not in references.bib",
+                    _did_you_mean(key, references, "add the entry with tmskb add"),
+                )
+            )
     return problems
 
 
@@ -87,8 +100,16 @@ def _term_problems(record: Record, vocab: Vocabularies) -> list[Problem]:
     problems = []
     for field, vocabulary, values in _vocab_fields(record):
         for value, hint in check_ids(vocab, vocabulary, values):
-            problems.append(Problem(record.path, record.line_of(field), record.id, field,
-                                    f"'{value}' is not a term of the {vocabulary} vocabulary", hint))
+            problems.append(
+                Problem(
+                    record.path,
+                    record.line_of(field),
+                    record.id,
+                    field,
+                    f"'{value}' is not a term of the {vocabulary} vocabulary",
+                    hint,
+                )
+            )
     return problems
 
 
@@ -96,16 +117,38 @@ def _recommendation_problems(rec: Recommendation, studies: set[str]) -> list[Pro
     problems = []
     for i, study_id in enumerate(rec.supporting_studies):
         if study_id not in studies:
-            problems.append(Problem(rec.path, rec.line_of(f"supporting_studies.{i}"), rec.id,
-                                    "supporting_studies", f"'{study_id}' is not a study record",
-                                    _did_you_mean(study_id, studies, "create it with tmskb new study")))
+            problems.append(
+                Problem(
+                    rec.path,
+                    rec.line_of(f"supporting_studies.{i}"),
+                    rec.id,
+                    "supporting_studies",
+                    f"'{study_id}' is not a study record",
+                    _did_you_mean(study_id, studies, "create it with tmskb new study"),
+                )
+            )
     if rec.level and not rec.direction:
-        problems.append(Problem(rec.path, rec.line_of("direction"), rec.id, "direction",
-                                "a published level needs a direction", "write efficacy or inefficacy"))
+        problems.append(
+            Problem(
+                rec.path,
+                rec.line_of("direction"),
+                rec.id,
+                "direction",
+                "a published level needs a direction",
+                "write efficacy or inefficacy",
+            )
+        )
     if rec.level and rec.level_bound:
-        problems.append(Problem(rec.path, rec.line_of("level_bound"), rec.id, "level_bound",
-                                "give either a level or a level bound, not both",
-                                "set level_bound: null when the level is known"))
+        problems.append(
+            Problem(
+                rec.path,
+                rec.line_of("level_bound"),
+                rec.id,
+                "level_bound",
+                "give either a level or a level bound, not both",
+                "set level_bound: null when the level is known",
+            )
+        )
     return problems
 
 

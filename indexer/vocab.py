@@ -14,8 +14,13 @@ from .models import Problem, Term
 
 # The vocabulary behind each record field that takes ids.
 FIELD_VOCABULARY = {
-    "condition": "indications", "indication": "indications", "target": "targets",
-    "side": "sides", "protocol": "protocols", "coil": "coils", "design": "designs",
+    "condition": "indications",
+    "indication": "indications",
+    "target": "targets",
+    "side": "sides",
+    "protocol": "protocols",
+    "coil": "coils",
+    "design": "designs",
     "outcome_domain": "outcomes",
 }
 
@@ -82,9 +87,13 @@ class Vocabularies:
         """Plain data for the index, so search needs no access to kb/."""
         return {
             vocabulary: [
-                {"id": t.id, "label": t.label, "broader": list(t.broader),
-                 "abbreviations": list(t.abbreviations),
-                 "synonyms": {k: list(v) for k, v in t.synonyms.items()}}
+                {
+                    "id": t.id,
+                    "label": t.label,
+                    "broader": list(t.broader),
+                    "abbreviations": list(t.abbreviations),
+                    "synonyms": {k: list(v) for k, v in t.synonyms.items()},
+                }
                 for t in terms.values()
             ]
             for vocabulary, terms in self.terms.items()
@@ -103,7 +112,9 @@ def _term(vocabulary: str, data: dict[str, object], line: int = 0) -> Term:
     synonyms = data.get("synonyms") or {}
     assert isinstance(synonyms, dict)
     return Term(
-        id=str(data["id"]), label=str(data["label"]), vocabulary=vocabulary,
+        id=str(data["id"]),
+        label=str(data["label"]),
+        vocabulary=vocabulary,
         broader=tuple(_strings(data.get("broader"))),
         abbreviations=tuple(_strings(data.get("abbreviations"))),
         synonyms={str(lang): tuple(_strings(v)) for lang, v in synonyms.items()},
@@ -132,9 +143,16 @@ def load_vocabularies(vocab_dir: Path, shown: str) -> tuple[Vocabularies, list[P
             continue
         name = located.data["vocabulary"]
         if name != path.stem:
-            problems.append(Problem(where, located.line("vocabulary"), path.stem, "vocabulary",
-                                    f"name '{name}' does not match the file name",
-                                    f"rename the file to {name}.yaml or fix the name"))
+            problems.append(
+                Problem(
+                    where,
+                    located.line("vocabulary"),
+                    path.stem,
+                    "vocabulary",
+                    f"name '{name}' does not match the file name",
+                    f"rename the file to {name}.yaml or fix the name",
+                )
+            )
         problems += _add_terms(vocab, path.stem, located, where)
     problems += _check_broader(vocab, shown)
     return vocab, problems
@@ -145,8 +163,16 @@ def _add_terms(vocab: Vocabularies, name: str, located: yamlio.Located, where: s
     for i, data in enumerate(located.data["terms"]):
         term = _term(name, data, located.line(f"terms.{i}"))
         if vocab.get(name, term.id):
-            problems.append(Problem(where, located.line(f"terms.{i}.id"), name, f"terms.{i}.id",
-                                    f"duplicate term id '{term.id}'", "term ids must be unique"))
+            problems.append(
+                Problem(
+                    where,
+                    located.line(f"terms.{i}.id"),
+                    name,
+                    f"terms.{i}.id",
+                    f"duplicate term id '{term.id}'",
+                    "term ids must be unique",
+                )
+            )
             continue
         vocab.add(term)
     return problems
@@ -158,9 +184,16 @@ def _check_broader(vocab: Vocabularies, shown: str) -> list[Problem]:
         for term in terms.values():
             for parent in term.broader:
                 if parent not in terms:
-                    problems.append(Problem(f"{shown}/{name}.yaml", term.line, name, "broader",
-                                            f"'{parent}' is not a term of {name}",
-                                            _hint(vocab, name, parent)))
+                    problems.append(
+                        Problem(
+                            f"{shown}/{name}.yaml",
+                            term.line,
+                            name,
+                            "broader",
+                            f"'{parent}' is not a term of {name}",
+                            _hint(vocab, name, parent),
+                        )
+                    )
     return problems
 
 

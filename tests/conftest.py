@@ -44,8 +44,12 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings.for_root(root, root / "index")
     kb = pipeline.load(settings)
     assert kb.problems == []
-    idx.build_index(documents.build_documents(kb), settings.index_dir,
-                    fingerprint=pipeline.fingerprint(settings), extra={idx.VOCAB: kb.vocab.to_json()})
+    idx.build_index(
+        documents.build_documents(kb),
+        settings.index_dir,
+        fingerprint=pipeline.fingerprint(settings),
+        extra={idx.VOCAB: kb.vocab.to_json()},
+    )
     return settings.index_dir
 
 

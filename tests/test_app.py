@@ -32,7 +32,9 @@ def test_malformed_query_is_400_not_500(client) -> None:
     assert "unknown field" in page.get_data(as_text=True)
     api = client.get("/api/search?q=levle:A")
     assert api.status_code == 400 and api.get_json() == {
-        "ok": False, "error": "unknown field 'levle' (did you mean 'level:'?)"}
+        "ok": False,
+        "error": "unknown field 'levle' (did you mean 'level:'?)",
+    }
 
 
 def test_unknown_record_is_404(client) -> None:

@@ -14,31 +14,170 @@ BROKEN = Path(__file__).parent / "data" / "broken"
 
 # (path, line, record, field, start of the reason)
 PLANTED = [
-    pytest.param("references.bib", 10, "Smith2020", "key", "key differs only in case from 'smith2020'", id="case_duplicate_key"),
-    pytest.param("references.bib", 18, "smith2020", "key", "duplicate key (first defined on line 2)", id="duplicate_key"),
-    pytest.param("references.bib", 26, "nojournal2019", "journal", "missing required field", id="bib_missing_field"),
-    pytest.param("references.bib", 33, "noverif2018", "verification", "missing required field", id="bib_missing_verification"),
-    pytest.param("references.bib", 45, "badverif2017", "verification", "'checked' is not a verification status", id="bib_bad_verification"),
+    pytest.param(
+        "references.bib",
+        10,
+        "Smith2020",
+        "key",
+        "key differs only in case from 'smith2020'",
+        id="case_duplicate_key",
+    ),
+    pytest.param(
+        "references.bib",
+        18,
+        "smith2020",
+        "key",
+        "duplicate key (first defined on line 2)",
+        id="duplicate_key",
+    ),
+    pytest.param(
+        "references.bib", 26, "nojournal2019", "journal", "missing required field", id="bib_missing_field"
+    ),
+    pytest.param(
+        "references.bib",
+        33,
+        "noverif2018",
+        "verification",
+        "missing required field",
+        id="bib_missing_verification",
+    ),
+    pytest.param(
+        "references.bib",
+        45,
+        "badverif2017",
+        "verification",
+        "'checked' is not a verification status",
+        id="bib_bad_verification",
+    ),
     pytest.param("references.bib", 53, "baddoi2016", "doi", "'not-a-doi' is not a DOI", id="bad_doi"),
     pytest.param("references.bib", 57, "", "key", "entry has no citation key", id="no_key"),
-    pytest.param("references.bib", 66, "comma2014", "author", "value runs into the next field 'title'", id="missing_comma"),
-    pytest.param("references.bib", 76, "macro2013", "journal", "undefined macro 'testjournal'", id="undefined_macro"),
+    pytest.param(
+        "references.bib",
+        66,
+        "comma2014",
+        "author",
+        "value runs into the next field 'title'",
+        id="missing_comma",
+    ),
+    pytest.param(
+        "references.bib", 76, "macro2013", "journal", "undefined macro 'testjournal'", id="undefined_macro"
+    ),
     pytest.param("references.bib", 81, "unclosed2012", "", "malformed BibTeX entry", id="malformed_block"),
-    pytest.param("kb/studies/bad-class.yaml", 27, "bad-class", "stated_class.class", "'IIb' is not a valid class", id="invalid_class"),
-    pytest.param("kb/recommendations/bad-level.yaml", 11, "bad-level", "level", "'D' is not a valid level", id="invalid_level"),
-    pytest.param("kb/recommendations/bad-direction.yaml", 12, "bad-direction", "direction", "'effective' is not a valid direction", id="invalid_direction"),
-    pytest.param("kb/recommendations/bad-verification.yaml", 16, "bad-verification", "verification", "'verified' is not a valid verification", id="invalid_verification"),
-    pytest.param("kb/recommendations/bad-type.yaml", 2, "bad-type", "type", "'guideline' is not a record type", id="invalid_record_type"),
-    pytest.param("kb/studies/unknown-term.yaml", 4, "unknown-term", "condition", "'neuropathic-pian' is not a term of the indications vocabulary", id="unknown_vocabulary_term"),
-    pytest.param("kb/studies/arm-target.yaml", 13, "arm-target", "arms.0.target", "'M1 cortex' is not a term of the targets vocabulary", id="unknown_term_in_arm"),
-    pytest.param("kb/studies/missing-key.yaml", 3, "missing-key", "reference", "'smith2020x' is not in references.bib", id="unknown_bib_key"),
-    pytest.param("kb/studies/wrong-type.yaml", 10, "wrong-type", "patients.total", "expected a whole number or null, got 'thirty'", id="wrong_type"),
-    pytest.param("kb/studies/missing-field.yaml", 1, "missing-field", "design", "missing required field", id="record_missing_field"),
-    pytest.param("kb/studies/unknown-field.yaml", 5, "unknown-field", "desing", "unknown field 'desing'", id="unknown_field"),
-    pytest.param("kb/studies/dup-id.yaml", 1, "dup-id", "id", "duplicate record id (also used by kb/other/dup-id.yaml:1)", id="duplicate_record_id"),
-    pytest.param("kb/studies/id-mismatch.yaml", 1, "not-the-file-name", "id", "id 'not-the-file-name' does not match the file name", id="id_file_mismatch"),
-    pytest.param("kb/studies/syntax-error.yaml", 4, "syntax-error", "", "YAML syntax error", id="yaml_syntax_error"),
-    pytest.param("kb/recommendations/ghost-support.yaml", 14, "ghost-support", "supporting_studies", "'goood-study' is not a study record", id="missing_supporting_study"),
+    pytest.param(
+        "kb/studies/bad-class.yaml",
+        27,
+        "bad-class",
+        "stated_class.class",
+        "'IIb' is not a valid class",
+        id="invalid_class",
+    ),
+    pytest.param(
+        "kb/recommendations/bad-level.yaml",
+        11,
+        "bad-level",
+        "level",
+        "'D' is not a valid level",
+        id="invalid_level",
+    ),
+    pytest.param(
+        "kb/recommendations/bad-direction.yaml",
+        12,
+        "bad-direction",
+        "direction",
+        "'effective' is not a valid direction",
+        id="invalid_direction",
+    ),
+    pytest.param(
+        "kb/recommendations/bad-verification.yaml",
+        16,
+        "bad-verification",
+        "verification",
+        "'verified' is not a valid verification",
+        id="invalid_verification",
+    ),
+    pytest.param(
+        "kb/recommendations/bad-type.yaml",
+        2,
+        "bad-type",
+        "type",
+        "'guideline' is not a record type",
+        id="invalid_record_type",
+    ),
+    pytest.param(
+        "kb/studies/unknown-term.yaml",
+        4,
+        "unknown-term",
+        "condition",
+        "'neuropathic-pian' is not a term of the indications vocabulary",
+        id="unknown_vocabulary_term",
+    ),
+    pytest.param(
+        "kb/studies/arm-target.yaml",
+        13,
+        "arm-target",
+        "arms.0.target",
+        "'M1 cortex' is not a term of the targets vocabulary",
+        id="unknown_term_in_arm",
+    ),
+    pytest.param(
+        "kb/studies/missing-key.yaml",
+        3,
+        "missing-key",
+        "reference",
+        "'smith2020x' is not in references.bib",
+        id="unknown_bib_key",
+    ),
+    pytest.param(
+        "kb/studies/wrong-type.yaml",
+        10,
+        "wrong-type",
+        "patients.total",
+        "expected a whole number or null, got 'thirty'",
+        id="wrong_type",
+    ),
+    pytest.param(
+        "kb/studies/missing-field.yaml",
+        1,
+        "missing-field",
+        "design",
+        "missing required field",
+        id="record_missing_field",
+    ),
+    pytest.param(
+        "kb/studies/unknown-field.yaml",
+        5,
+        "unknown-field",
+        "desing",
+        "unknown field 'desing'",
+        id="unknown_field",
+    ),
+    pytest.param(
+        "kb/studies/dup-id.yaml",
+        1,
+        "dup-id",
+        "id",
+        "duplicate record id (also used by kb/other/dup-id.yaml:1)",
+        id="duplicate_record_id",
+    ),
+    pytest.param(
+        "kb/studies/id-mismatch.yaml",
+        1,
+        "not-the-file-name",
+        "id",
+        "id 'not-the-file-name' does not match the file name",
+        id="id_file_mismatch",
+    ),
+    pytest.param(
+        "kb/studies/syntax-error.yaml", 4, "syntax-error", "", "YAML syntax error", id="yaml_syntax_error"
+    ),
+    pytest.param(
+        "kb/recommendations/ghost-support.yaml",
+        14,
+        "ghost-support",
+        "supporting_studies",
+        "'goood-study' is not a study record",
+        id="missing_supporting_study",
+    ),
 ]
 
 HINTS = {
@@ -56,8 +195,9 @@ def problems() -> list[str]:
 
 
 @pytest.mark.parametrize(("path", "line", "record", "field", "reason"), PLANTED)
-def test_planted_problem_is_reported(problems: list[str], path: str, line: int, record: str,
-                                     field: str, reason: str) -> None:
+def test_planted_problem_is_reported(
+    problems: list[str], path: str, line: int, record: str, field: str, reason: str
+) -> None:
     prefix = ": ".join(part for part in (f"{path}:{line}", record, field) if part)
     matching = [p for p in problems if p.startswith(f"{prefix}: {reason}")]
     assert matching, f"no problem '{prefix}: {reason}...' in:\n" + "\n".join(problems)
@@ -75,8 +215,10 @@ def test_nothing_else_is_reported(problems: list[str]) -> None:
     prefixes = [f"{p.values[0]}:{p.values[1]}:" for p in PLANTED]
     extra = [p for p in problems if not any(p.startswith(x) for x in prefixes)]
     # A record that misspells 'design' is also missing 'design': two problems, one planted file.
-    assert extra == ["kb/studies/unknown-field.yaml:1: unknown-field: design: missing required field "
-                     "(add 'design:'; write null if the source does not say)"]
+    assert extra == [
+        "kb/studies/unknown-field.yaml:1: unknown-field: design: missing required field "
+        "(add 'design:'; write null if the source does not say)"
+    ]
 
 
 def test_problems_are_sorted_with_one_based_lines(problems: list[str]) -> None:

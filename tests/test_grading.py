@@ -17,11 +17,26 @@ DEFAULT = next(r for r in RULESETS.values() if r.default)
 CROSSOVER = frozenset({"crossover-rct"})
 
 BASE = Study(
-    id="s", path="kb/studies/s.yaml", line=1, reference="ref", condition=("neuropathic-pain",),
-    design="parallel-rct", randomised=True, control="sham", sham_type=None, blinding="double",
-    patients_total=60, patients_active=30, flaws=(), arms=(Arm(("m1",), (), ("hf-rtms",)),),
-    outcome_measure=None, result="positive", summary="x", stated_class=None,
-    source=Source("abstract"), verification="abstract",
+    id="s",
+    path="kb/studies/s.yaml",
+    line=1,
+    reference="ref",
+    condition=("neuropathic-pain",),
+    design="parallel-rct",
+    randomised=True,
+    control="sham",
+    sham_type=None,
+    blinding="double",
+    patients_total=60,
+    patients_active=30,
+    flaws=(),
+    arms=(Arm(("m1",), (), ("hf-rtms",)),),
+    outcome_measure=None,
+    result="positive",
+    summary="x",
+    stated_class=None,
+    source=Source("abstract"),
+    verification="abstract",
 )
 
 
@@ -36,23 +51,32 @@ def test_default_ruleset_is_the_unverified_lefaucheur_scheme() -> None:
     assert [r.level for r in DEFAULT.levels] == ["A", "B", "C"]
 
 
-@pytest.mark.parametrize(("changes", "expected", "certain"), [
-    pytest.param({}, "I", True, id="class_I_25_or_more_active_no_flaw"),
-    pytest.param({"patients_active": 25}, "I", True, id="class_I_at_threshold"),
-    pytest.param({"patients_active": 24}, "II", True, id="class_II_10_to_24"),
-    pytest.param({"patients_active": 10}, "II", True, id="class_II_at_10"),
-    pytest.param({"flaws": ("40% drop-out",)}, "II", True, id="class_II_25_plus_with_flaw"),
-    pytest.param({"patients_active": 9}, "III", True, id="class_III_fewer_than_10"),
-    pytest.param({"randomised": False}, "III", True, id="class_III_not_randomised"),
-    pytest.param({"blinding": "open"}, "III", True, id="class_III_open_assessment"),
-    pytest.param({"control": "active"}, "III", True, id="class_III_active_control"),
-    pytest.param({"control": "none", "design": "open-label"}, "IV", True, id="class_IV_uncontrolled"),
-    pytest.param({"flaws": None}, "II", False, id="flaws_not_assessed_gives_II_at_least"),
-    pytest.param({"randomised": None, "blinding": None}, "III", False, id="unknown_design_gives_III_at_least"),
-    pytest.param({"design": "crossover-rct", "patients_active": None, "patients_total": 30}, "I", True,
-                 id="crossover_counts_all_patients_as_active"),
-    pytest.param({"patients_active": None}, "III", False, id="unknown_active_count_parallel"),
-])
+@pytest.mark.parametrize(
+    ("changes", "expected", "certain"),
+    [
+        pytest.param({}, "I", True, id="class_I_25_or_more_active_no_flaw"),
+        pytest.param({"patients_active": 25}, "I", True, id="class_I_at_threshold"),
+        pytest.param({"patients_active": 24}, "II", True, id="class_II_10_to_24"),
+        pytest.param({"patients_active": 10}, "II", True, id="class_II_at_10"),
+        pytest.param({"flaws": ("40% drop-out",)}, "II", True, id="class_II_25_plus_with_flaw"),
+        pytest.param({"patients_active": 9}, "III", True, id="class_III_fewer_than_10"),
+        pytest.param({"randomised": False}, "III", True, id="class_III_not_randomised"),
+        pytest.param({"blinding": "open"}, "III", True, id="class_III_open_assessment"),
+        pytest.param({"control": "active"}, "III", True, id="class_III_active_control"),
+        pytest.param({"control": "none", "design": "open-label"}, "IV", True, id="class_IV_uncontrolled"),
+        pytest.param({"flaws": None}, "II", False, id="flaws_not_assessed_gives_II_at_least"),
+        pytest.param(
+            {"randomised": None, "blinding": None}, "III", False, id="unknown_design_gives_III_at_least"
+        ),
+        pytest.param(
+            {"design": "crossover-rct", "patients_active": None, "patients_total": 30},
+            "I",
+            True,
+            id="crossover_counts_all_patients_as_active",
+        ),
+        pytest.param({"patients_active": None}, "III", False, id="unknown_active_count_parallel"),
+    ],
+)
 def test_class_rules(changes: dict, expected: str, certain: bool) -> None:
     result = klass(**changes)
     assert (result.cls, result.certain, result.basis) == (expected, certain, "computed")
@@ -72,19 +96,36 @@ def test_stated_class_wins_over_computed() -> None:
 
 def rec(studies: list[str], direction: str = "efficacy", level: str | None = "A") -> Recommendation:
     return Recommendation(
-        id="r", path="kb/r.yaml", line=1, guideline="g", indication="neuropathic-pain", outcome_domain=None,
-        population=None, target=("m1",), side=(), protocol=("hf-rtms",), coil=(), level=level,
-        level_bound=None, direction=direction, statement="x", supporting_studies=tuple(studies),
-        source=Source("abstract"), verification="abstract",
+        id="r",
+        path="kb/r.yaml",
+        line=1,
+        guideline="g",
+        indication="neuropathic-pain",
+        outcome_domain=None,
+        population=None,
+        target=("m1",),
+        side=(),
+        protocol=("hf-rtms",),
+        coil=(),
+        level=level,
+        level_bound=None,
+        direction=direction,
+        statement="x",
+        supporting_studies=tuple(studies),
+        source=Source("abstract"),
+        verification="abstract",
     )
 
 
-def level_of(spec: list[tuple[str, str]], direction: str = "efficacy",
-             certain: bool = True) -> grading.LevelResult:
+def level_of(
+    spec: list[tuple[str, str]], direction: str = "efficacy", certain: bool = True
+) -> grading.LevelResult:
     """spec: (class, result) per supporting study."""
     ids = [f"s{i}" for i in range(len(spec))]
-    classes = {sid: grading.ClassResult(cls, "computed", certain, "", DEFAULT.id)
-               for sid, (cls, _) in zip(ids, spec, strict=True)}
+    classes = {
+        sid: grading.ClassResult(cls, "computed", certain, "", DEFAULT.id)
+        for sid, (cls, _) in zip(ids, spec, strict=True)
+    }
     results = {sid: result for sid, (_, result) in zip(ids, spec, strict=True)}
     return grading.compute_level(rec(ids, direction), results, classes, DEFAULT)
 
@@ -92,22 +133,28 @@ def level_of(spec: list[tuple[str, str]], direction: str = "efficacy",
 P, N, M = "positive", "negative", "mixed"
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    pytest.param([("I", P), ("I", P)], "A", id="two_class_I_give_A"),
-    pytest.param([("I", P), ("II", P), ("II", P)], "A", id="one_I_two_II_give_A"),
-    pytest.param([("I", P), ("II", P)], "B", id="one_I_one_II_give_B"),
-    pytest.param([("II", P), ("II", P)], "B", id="two_class_II_give_B"),
-    pytest.param([("II", P), ("III", P), ("III", P)], "B", id="one_II_two_III_give_B"),
-    pytest.param([("III", P), ("III", P)], "C", id="two_class_III_give_C"),
-    pytest.param([("I", P)], None, id="one_study_gives_no_level"),
-    pytest.param([("IV", P), ("IV", P), ("IV", P)], None, id="class_IV_is_not_counted"),
-    pytest.param([("I", M), ("I", M)], None, id="mixed_results_are_not_counted"),
-    pytest.param([("I", P), ("I", P), ("I", N)], None, id="conflicting_class_I_prevents_every_level"),
-    pytest.param([("I", P), ("I", P), ("III", N)], "A", id="lower_class_conflict_does_not_prevent_A"),
-    pytest.param([("II", P), ("II", P), ("III", P), ("III", P), ("III", N)], "B",
-                 id="class_III_conflict_blocks_C_route_not_B"),
-    pytest.param([("II", P), ("II", P), ("II", N)], None, id="conflicting_class_II_prevents_B_and_C"),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param([("I", P), ("I", P)], "A", id="two_class_I_give_A"),
+        pytest.param([("I", P), ("II", P), ("II", P)], "A", id="one_I_two_II_give_A"),
+        pytest.param([("I", P), ("II", P)], "B", id="one_I_one_II_give_B"),
+        pytest.param([("II", P), ("II", P)], "B", id="two_class_II_give_B"),
+        pytest.param([("II", P), ("III", P), ("III", P)], "B", id="one_II_two_III_give_B"),
+        pytest.param([("III", P), ("III", P)], "C", id="two_class_III_give_C"),
+        pytest.param([("I", P)], None, id="one_study_gives_no_level"),
+        pytest.param([("IV", P), ("IV", P), ("IV", P)], None, id="class_IV_is_not_counted"),
+        pytest.param([("I", M), ("I", M)], None, id="mixed_results_are_not_counted"),
+        pytest.param([("I", P), ("I", P), ("I", N)], None, id="conflicting_class_I_prevents_every_level"),
+        pytest.param([("I", P), ("I", P), ("III", N)], "A", id="lower_class_conflict_does_not_prevent_A"),
+        pytest.param(
+            [("II", P), ("II", P), ("III", P), ("III", P), ("III", N)],
+            "B",
+            id="class_III_conflict_blocks_C_route_not_B",
+        ),
+        pytest.param([("II", P), ("II", P), ("II", N)], None, id="conflicting_class_II_prevents_B_and_C"),
+    ],
+)
 def test_level_rules(spec: list[tuple[str, str]], expected: str | None) -> None:
     result = level_of(spec)
     assert result.status == "computed"

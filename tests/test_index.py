@@ -21,8 +21,11 @@ def test_build_then_noop_then_one_record_update(settings) -> None:
     assert time.perf_counter() - started < 1.0
 
     study = settings.kb_dir / "studies" / "delta2015test.yaml"
-    study.write_text(study.read_text().replace("did not change fibromyalgia pain",
-                                               "did not change fibromyalgia pain or sleep"))
+    study.write_text(
+        study.read_text().replace(
+            "did not change fibromyalgia pain", "did not change fibromyalgia pain or sleep"
+        )
+    )
     report = build(settings)
     assert report is not None and not report.full
     assert (report.added, report.updated, report.deleted, report.unchanged) == (0, 1, 0, 11)
@@ -41,8 +44,11 @@ def test_deleted_record_leaves_the_index(settings) -> None:
 def test_vocabulary_change_reindexes_the_records_that_use_it(settings) -> None:
     build(settings)
     vocab = settings.kb_dir / "vocab" / "targets.yaml"
-    vocab.write_text(vocab.read_text().replace("label: Dorsolateral prefrontal cortex (DLPFC)",
-                                               "label: Dorsolateral prefrontal cortex"))
+    vocab.write_text(
+        vocab.read_text().replace(
+            "label: Dorsolateral prefrontal cortex (DLPFC)", "label: Dorsolateral prefrontal cortex"
+        )
+    )
     report = build(settings)
     assert report is not None
     assert report.updated == 4  # two studies and two recommendations at the DLPFC
@@ -54,13 +60,15 @@ def test_generations_swap_atomically_and_old_readers_keep_working(settings) -> N
     assert before is not None and (settings.index_dir / idx.CURRENT).is_symlink()
     opened_before = search(settings.index_dir, Query.make("fibromyalgia"))
     (settings.kb_dir / "studies" / "alpha2010test.yaml").write_text(
-        (settings.kb_dir / "studies" / "alpha2010test.yaml").read_text().replace("sham.", "sham, for weeks."))
+        (settings.kb_dir / "studies" / "alpha2010test.yaml").read_text().replace("sham.", "sham, for weeks.")
+    )
     build(settings)
     after = idx.current_dir(settings.index_dir)
     assert after is not None and after != before and before.exists()  # previous generation kept
     assert opened_before.total == search(settings.index_dir, Query.make("fibromyalgia")).total
-    assert sorted(p.name for p in settings.index_dir.iterdir() if p.name.startswith("gen-")) == \
-        sorted([before.name, after.name])
+    assert sorted(p.name for p in settings.index_dir.iterdir() if p.name.startswith("gen-")) == sorted(
+        [before.name, after.name]
+    )
 
 
 def test_stale_temporary_build_is_cleaned_up(settings) -> None:

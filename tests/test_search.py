@@ -16,14 +16,17 @@ def ids(index_dir: Path, text: str = "", **filters: list[str]) -> list[str]:
     return [h.id for h in results.hits]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    pytest.param("shingles", {"alpha2010test"}, id="english_lay_term"),
-    pytest.param("生蛇", {"alpha2010test"}, id="hong_kong_chinese"),
-    pytest.param("zona", {"alpha2010test"}, id="french"),
-    pytest.param("névralgie post-zostérienne", {"alpha2010test"}, id="french_with_accents"),
-    pytest.param("nevralgie post-zosterienne", {"alpha2010test"}, id="french_without_accents"),
-    pytest.param("PHN", {"alpha2010test"}, id="abbreviation"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("shingles", {"alpha2010test"}, id="english_lay_term"),
+        pytest.param("生蛇", {"alpha2010test"}, id="hong_kong_chinese"),
+        pytest.param("zona", {"alpha2010test"}, id="french"),
+        pytest.param("névralgie post-zostérienne", {"alpha2010test"}, id="french_with_accents"),
+        pytest.param("nevralgie post-zosterienne", {"alpha2010test"}, id="french_without_accents"),
+        pytest.param("PHN", {"alpha2010test"}, id="abbreviation"),
+    ],
+)
 def test_synonyms_find_postherpetic_neuralgia(index_dir: Path, text: str, expected: set[str]) -> None:
     found = set(ids(index_dir, text))
     assert "alpha2010test" in found
@@ -45,19 +48,27 @@ def test_free_text_and_highlights(index_dir: Path) -> None:
 
 def test_phrase_and_boolean(index_dir: Path) -> None:
     assert ids(index_dir, '"10 Hz" AND fibromyalgia') == ["delta2015test"]
-    assert set(ids(index_dir, "fibromyalgia OR depression", type=["study"])) == {"delta2015test",
-                                                                                 "epsilon2018test"}
+    assert set(ids(index_dir, "fibromyalgia OR depression", type=["study"])) == {
+        "delta2015test",
+        "epsilon2018test",
+    }
     assert "delta2015test" not in ids(index_dir, "fibromyalgia NOT prefrontal", type=["study"])
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    pytest.param("level:A", ["guide2020-np-m1-hf"], id="level"),
-    pytest.param("level:b type:recommendation", ["guide2020-dep-dlpfc-lf", "guide2020-fm-dlpfc-hf"],
-                 id="level_lowercase"),
-    pytest.param("indication:PHN", ["alpha2010test"], id="vocabulary_value"),
-    pytest.param("author:gamma", ["@beta2012test", "beta2012test"], id="author"),
-    pytest.param("class:I type:study", ["alpha2010test", "beta2012test"], id="class"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("level:A", ["guide2020-np-m1-hf"], id="level"),
+        pytest.param(
+            "level:b type:recommendation",
+            ["guide2020-dep-dlpfc-lf", "guide2020-fm-dlpfc-hf"],
+            id="level_lowercase",
+        ),
+        pytest.param("indication:PHN", ["alpha2010test"], id="vocabulary_value"),
+        pytest.param("author:gamma", ["@beta2012test", "beta2012test"], id="author"),
+        pytest.param("class:I type:study", ["alpha2010test", "beta2012test"], id="class"),
+    ],
+)
 def test_fielded_syntax(index_dir: Path, text: str, expected: list[str]) -> None:
     assert sorted(ids(index_dir, text)) == expected
 
@@ -66,14 +77,19 @@ def test_filters_and_facet_counts(index_dir: Path) -> None:
     results = search(index_dir, Query.make("", {"type": ["study"]}))
     assert results.total == 4
     counts = {f: {v.value: v.count for v in values} for f, values in results.facets.items()}
-    assert counts["indication"] == {"postherpetic-neuralgia": 1, "neuropathic-pain": 1,
-                                    "fibromyalgia": 1, "depression": 1}
+    assert counts["indication"] == {
+        "postherpetic-neuralgia": 1,
+        "neuropathic-pain": 1,
+        "fibromyalgia": 1,
+        "depression": 1,
+    }
     assert counts["class"] == {"I": 2, "III": 2}
     assert counts["verification"] == {"abstract": 4}
     # Disjunctive counts: the type facet still shows the other types to add.
     assert counts["type"] == {"study": 4, "reference": 5, "recommendation": 3}
-    assert [v.label for v in results.facets["indication"] if v.value == "postherpetic-neuralgia"] == \
-        ["Postherpetic neuralgia"]
+    assert [v.label for v in results.facets["indication"] if v.value == "postherpetic-neuralgia"] == [
+        "Postherpetic neuralgia"
+    ]
 
 
 def test_multi_select_within_a_facet_is_or(index_dir: Path) -> None:
@@ -108,21 +124,29 @@ def test_understood_query_shows_expansion(index_dir: Path) -> None:
     assert results.expansions[0]["label"] == "Postherpetic neuralgia"
 
 
-@pytest.mark.parametrize("text", ['"unbalanced', "pain AND", "(((", "title:", "NOT", ")", "*",
-                                  "level:", 'indication:"', "a" * 400])
+@pytest.mark.parametrize(
+    "text", ['"unbalanced', "pain AND", "(((", "title:", "NOT", ")", "*", "level:", 'indication:"', "a" * 400]
+)
 def test_odd_queries_never_raise(index_dir: Path, text: str) -> None:
     results = search(index_dir, Query.make(text))
     assert results.ok or results.error
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    pytest.param(Query.make("levle:A"), "unknown field 'levle' (did you mean 'level:'?)", id="unknown_field"),
-    pytest.param(Query.make("indication:shingels"), "'shingels' is not a known indication", id="unknown_term"),
-    pytest.param(Query.make("x" * 501), "query is 501 characters long; the limit is 500", id="too_long"),
-    pytest.param(Query.make("pain", sort="random"), "unknown sort 'random'", id="bad_sort"),
-    pytest.param(Query.make("pain", page=0), "page must be 1 or more", id="bad_page"),
-    pytest.param(Query.make("pain", {"colour": ["red"]}), "unknown filter 'colour'", id="bad_filter"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        pytest.param(
+            Query.make("levle:A"), "unknown field 'levle' (did you mean 'level:'?)", id="unknown_field"
+        ),
+        pytest.param(
+            Query.make("indication:shingels"), "'shingels' is not a known indication", id="unknown_term"
+        ),
+        pytest.param(Query.make("x" * 501), "query is 501 characters long; the limit is 500", id="too_long"),
+        pytest.param(Query.make("pain", sort="random"), "unknown sort 'random'", id="bad_sort"),
+        pytest.param(Query.make("pain", page=0), "page must be 1 or more", id="bad_page"),
+        pytest.param(Query.make("pain", {"colour": ["red"]}), "unknown filter 'colour'", id="bad_filter"),
+    ],
+)
 def test_malformed_queries_are_error_values(index_dir: Path, query: Query, message: str) -> None:
     results = search(index_dir, query)
     assert not results.ok
