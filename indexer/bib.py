@@ -61,6 +61,12 @@ class FastLatexDecoding(LatexDecodingMiddleware):
         return super()._transform_python_value_string(python_string)
 
 
+def _line(item: object) -> int:
+    """1-based line of a bibtexparser block or field (it counts from 0)."""
+    start = getattr(item, "start_line", None)
+    return (start or 0) + 1
+
+
 def strip_braces(text: str) -> str:
     """Remove BibTeX protective braces and collapse whitespace: '{rTMS}' -> 'rTMS'."""
     return " ".join(text.replace("{", "").replace("}", "").split())
@@ -127,13 +133,13 @@ def parse_bib_text(text: str, shown: str) -> tuple[dict[str, Reference], list[Pr
 def _failed_block_problems(library: bibtexparser.Library, shown: str) -> list[Problem]:
     problems = []
     for block in library.failed_blocks:
-        line = block.start_line + 1
-        match = KEY_RE.match(block.raw)
+        line = _line(block)
+        match = KEY_RE.match(block.raw or "")
         key = match.group(1) if match else ""
         error = getattr(block, "error", None)
         reason = str(getattr(error, "abort_reason", None) or error or "").strip()
         if isinstance(block, model.DuplicateBlockKeyBlock):
-            first = block.previous_block.start_line + 1
+            first = _line(block.previous_block)
             problems.append(
                 Problem(
                     shown,
@@ -179,7 +185,7 @@ def _raw_entry_problems(library: bibtexparser.Library, shown: str) -> list[Probl
             problems.append(
                 Problem(
                     shown,
-                    entry.start_line + 1,
+                    _line(entry),
                     "",
                     "key",
                     "entry has no citation key",
@@ -194,7 +200,7 @@ def _raw_entry_problems(library: bibtexparser.Library, shown: str) -> list[Probl
 
 def _raw_value_problems(key: str, fld: model.Field, macros: set[str], shown: str) -> list[Problem]:
     value = str(fld.value).strip()
-    line = fld.start_line + 1
+    line = _line(fld)
     swallowed = SWALLOWED_FIELD_RE.search(value)
     if swallowed:
         return [
@@ -240,7 +246,7 @@ def _to_reference(entry: model.Entry, shown: str) -> Reference:
     authors: tuple[Author, ...] = ()
     for fld in entry.fields:
         name = fld.key.lower()
-        lines[name] = fld.start_line + 1
+        lines[name] = _line(fld)
         if name == "author" and isinstance(fld.value, list):
             authors = tuple(_author(p) for p in fld.value)
             fields[name] = " and ".join(a.display for a in authors)
@@ -252,10 +258,10 @@ def _to_reference(entry: model.Entry, shown: str) -> Reference:
         key=entry.key,
         entry_type=entry.entry_type.lower(),
         path=shown,
-        line=entry.start_line + 1,
+        line=_line(entry),
         fields=fields,
         authors=authors,
-        raw=entry.raw,
+        raw=entry.raw or "",
         verification=fields.get("verification"),
         field_lines=lines,
     )

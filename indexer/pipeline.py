@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import grading
 from .bib import parse_bib
@@ -123,12 +124,12 @@ def fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def statistics(kb: KB) -> dict[str, dict[str, object]]:
+def statistics(kb: KB) -> dict[str, Any]:
     """Counts for `tmskb stats`: references by status, recommendations by guideline and level,
     studies by condition and class (stated or computed)."""
-    refs: dict[str, object] = {}
+    refs: dict[str, int] = {}
     for ref in kb.references.values():
-        refs[ref.verification or "missing"] = int(str(refs.get(ref.verification or "missing", 0))) + 1
+        refs[ref.verification or "missing"] = refs.get(ref.verification or "missing", 0) + 1
     recs: dict[str, dict[str, int]] = {}
     for rec in kb.recommendations.values():
         level = rec.level or (rec.level_bound or "no level")

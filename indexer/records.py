@@ -102,8 +102,11 @@ def parse_located(located: yamlio.Located, stem: str, shown: str) -> tuple[Recor
                 f"rename the file to {data['id']}.yaml or change the id",
             )
         )
-    builder = {"study": _study, "recommendation": _recommendation, "knowledge": _knowledge}[kind]
-    return builder(data, located.lines, shown), problems
+    if kind == "study":
+        return _study(data, located.lines, shown), problems
+    if kind == "recommendation":
+        return _recommendation(data, located.lines, shown), problems
+    return _knowledge(data, located.lines, shown), problems
 
 
 def ids(value: Any) -> tuple[str, ...]:

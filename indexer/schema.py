@@ -56,13 +56,14 @@ def _explain(error: ValidationError) -> tuple[str, str, str]:
         child = f"{path}.{missing}" if path else missing
         return child, "missing required field", f"add '{missing}:'; write null if the source does not say"
     if kind == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        extras = [k for k in error.instance if k not in allowed]
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = list(schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
         name = extras[0] if extras else "?"
         child = f"{path}.{name}" if path else name
         return child, f"unknown field '{name}'", _did_you_mean(name, allowed, "remove it")
     if kind == "enum":
-        options = ", ".join("null" if v is None else str(v) for v in error.validator_value)
+        options = ", ".join("null" if v is None else str(v) for v in list(error.validator_value))  # type: ignore[arg-type]
         return path, f"{_show(error.instance)} is not a valid {_leaf(path)}", f"expected one of {options}"
     if kind == "const":
         return path, f"expected '{error.validator_value}', got {_show(error.instance)}", ""
@@ -102,7 +103,7 @@ def _types(value: Any) -> str:
         "null": "null",
     }
     values = value if isinstance(value, list) else [value]
-    return " or ".join(names.get(v, v) for v in values)
+    return " or ".join(names.get(str(v), str(v)) for v in values)
 
 
 def _show(value: Any) -> str:

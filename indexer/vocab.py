@@ -67,7 +67,8 @@ class Vocabularies:
     def ancestors(self, vocabulary: str, term_id: str) -> list[str]:
         """Broader terms, nearest first, without repeats or cycles."""
         seen: list[str] = []
-        todo = list(self.get(vocabulary, term_id).broader if self.get(vocabulary, term_id) else ())
+        start = self.get(vocabulary, term_id)
+        todo = list(start.broader) if start else []
         while todo:
             current = todo.pop(0)
             if current in seen or current == term_id:
