@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import PROJECT
 
 from indexer import pipeline
 from indexer.cli import cli
 from indexer.models import VERIFICATION_VALUES, Recommendation, Study
 from indexer.settings import Settings
-
-from conftest import PROJECT
 
 
 @pytest.fixture(scope="module")
