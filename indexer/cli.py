@@ -101,10 +101,11 @@ def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
         )
         return
     click.echo(f"Rule set: {kb.ruleset.label} — {kb.ruleset.verification}")
-    click.echo(f"{'recommendation':<34} {'published':<9} {'computed':<8} {'verdict':<8} reason")
+    width = max([len("recommendation"), *(len(r["id"]) for r in rows)])
+    click.echo(f"{'recommendation':<{width}} {'published':<9} {'computed':<8} {'verdict':<8} reason")
     for row in rows:
         click.echo(
-            f"{row['id']:<34} {row['published'] or '-':<9} {row['computed'] or '-':<8} "
+            f"{row['id']:<{width}} {row['published'] or '-':<9} {row['computed'] or '-':<8} "
             f"{row['verdict']:<8} {row['reason']}"
         )
     verdicts = [r["verdict"] for r in rows]

@@ -193,7 +193,7 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
     target_labels = [kb.vocab.label("targets", t) for t in targets]
     protocol_labels = [kb.vocab.label("protocols", p).split(" (")[0] for p in protocols]
     who = ref.short if ref else study.reference
-    title = f"{who}: {', '.join(protocol_labels)} of {', '.join(target_labels)} in {', '.join(conditions)}"
+    title = f"{who}: {_what(protocol_labels, target_labels)} in {', '.join(conditions)}"
     freqs = [f"{a.frequency_hz:g} Hz" for a in arms if a.frequency_hz is not None]
     grade = kb.classes.get(study.id)
     body = [
@@ -253,6 +253,12 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
     return doc
 
 
+def _what(protocols: list[str], targets: list[str]) -> str:
+    """'HF-rTMS of M1', or just the protocol when the source names no target."""
+    protocol = ", ".join(protocols) or "rTMS"
+    return f"{protocol} of {', '.join(targets)}" if targets else f"{protocol} (target not stated)"
+
+
 def _names(kb: KB, vocabulary: str, ids: tuple[str, ...]) -> list[str]:
     """Labels and English names, so plain-word searches match records without the ids."""
     out = []
@@ -270,7 +276,8 @@ def _recommendation_doc(kb: KB, rec: Recommendation) -> dict[str, Any]:
     protocols = " + ".join(kb.vocab.label("protocols", p).split(" (")[0] for p in rec.protocol)
     targets = ", ".join(kb.vocab.label("targets", t) for t in rec.target)
     grade = f"Level {rec.level}" if rec.level else (rec.level_bound or "level not verified")
-    title = f"{indication}{f' ({outcome})' if outcome else ''}: {protocols} of {targets} — {grade}"
+    what = _what([protocols], [targets] if targets else [])
+    title = f"{indication}{f' ({outcome})' if outcome else ''}: {what} — {grade}"
     year = guideline.year if guideline else None
     body = [
         title,

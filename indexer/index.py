@@ -30,7 +30,8 @@ from whoosh.support.charset import accent_map
 
 from .documents import MULTI_VALUED
 
-SCHEMA_VERSION = 1
+# Bump whenever the schema or the document layout changes: older generations are then rebuilt.
+SCHEMA_VERSION = 2
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"

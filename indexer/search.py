@@ -21,7 +21,7 @@ from whoosh.sorting import Count, FieldFacet
 from . import index as idx
 from .documents import FACETS, MULTI_VALUED, reference_id
 from .models import LEVEL_LABELS, Verification
-from .querytext import QueryError, Understood, understand
+from .querytext import CJK, QueryError, Understood, understand
 from .vocab import Vocabularies
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,9 @@ def _run(opened: _Opened, query: Query, understood: Understood) -> Results:
         start = (query.page - 1) * query.page_size
         hits = tuple(_hit(h, query.sort) for h in results[start : start + query.page_size])
         total = len(results)
-        suggestion = _suggest(searcher, opened, query.text) if query.text and total < 3 else None
+        suggestion = None
+        if total == 0 and query.text and not CJK.search(query.text):
+            suggestion = _suggest(searcher, opened, query.text, kwargs["filter"])
         facets = _facets(counts, filters, opened.vocab, searcher)
     return Results(
         query,
@@ -384,8 +386,8 @@ class _MergedCorrector(spelling.Corrector):
         return [(score, word) for word, score in best.items()]
 
 
-def _suggest(searcher: Any, opened: _Opened, text: str) -> str | None:
-    """A corrected query string, from indexed words and vocabulary names."""
+def _suggest(searcher: Any, opened: _Opened, text: str, filter_query: Any) -> str | None:
+    """A corrected query string that finds something, from indexed words and vocabulary names."""
     try:
         parsed = _parser(opened.ix.schema).parse(text)
         corrector = _MergedCorrector(
@@ -393,9 +395,16 @@ def _suggest(searcher: Any, opened: _Opened, text: str) -> str | None:
         )
         correction = searcher.correct_query(parsed, text, correctors={f: corrector for f in SEARCH_FIELDS})
     except Exception:  # a suggestion is optional; never let it break a search
-        log.exception("spelling suggestion failed for %r", text)
+        log.debug("spelling suggestion failed for %r", text, exc_info=True)
         return None
-    return correction.string if correction.string and correction.string != text else None
+    if not correction.string or correction.string == text:
+        return None
+    try:
+        rewritten = understand(correction.string, opened.vocab).text
+        found = searcher.search(_parser(opened.ix.schema).parse(rewritten), filter=filter_query, limit=1)
+    except QueryError:
+        return None
+    return correction.string if found.scored_length() else None
 
 
 def get_document(index_dir: Path, doc_id: str) -> dict[str, Any] | None:

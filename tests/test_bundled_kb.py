@@ -61,3 +61,75 @@ def test_seed_references_are_present_and_unverified_ones_marked(kb: pipeline.KB)
 def test_computed_levels_are_labelled_with_the_default_rule_set(kb: pipeline.KB) -> None:
     assert kb.ruleset is not None and kb.ruleset.verification == "as-cited"
     assert all(level.ruleset == kb.ruleset.id for level in kb.levels.values())
+
+
+@pytest.fixture(scope="module")
+def bundled_index(tmp_path_factory: pytest.TempPathFactory):
+    from conftest import build
+
+    settings = Settings.for_root(PROJECT, tmp_path_factory.mktemp("bundled") / "index")
+    build(settings)
+    return settings.index_dir
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "neuropathic pain",
+            {"lefaucheur2014-np-m1-hf", "lefaucheur2020-np-m1-hf", "hosomi2013pain"},
+            id="neuropathic_pain",
+        ),
+        pytest.param("shingles", {"ma2015painmed"}, id="shingles"),
+        pytest.param("生蛇", {"ma2015painmed"}, id="shingles_hong_kong"),
+        pytest.param(
+            "douleur neuropathique",
+            {"lefaucheur2020-np-m1-hf", "ma2015painmed", "khedr2005jnnp"},
+            id="douleur_neuropathique",
+        ),
+        pytest.param(
+            "fibromyalgia",
+            {"lefaucheur2020-fm-m1-hf-qol", "lefaucheur2020-fm-dlpfc-hf-pain", "mhalla2011pain"},
+            id="fibromyalgia",
+        ),
+        pytest.param(
+            "depression", {"lefaucheur2014-dep-dlpfc-hf", "lefaucheur2020-dep-dlpfc-hf"}, id="depression"
+        ),
+        pytest.param("M1 10 Hz", {"ma2015painmed", "lefaucheur2004jnnp"}, id="m1_10_hz"),
+        pytest.param("CRPS", {"lefaucheur2020-crps-m1-hf"}, id="crps_below_level_b"),
+    ],
+)
+def test_clinician_queries_find_the_expected_records(bundled_index, text: str, expected: set[str]) -> None:
+    from indexer.search import Query, search
+
+    results = search(bundled_index, Query.make(text, page_size=100))
+    assert results.ok, results.error
+    assert expected <= {h.id for h in results.hits}
+
+
+def test_level_a_neuropathic_pain_ranks_first(bundled_index) -> None:
+    from indexer.search import Query, search
+
+    first = search(bundled_index, Query.make("neuropathic pain")).hits[:2]
+    assert {h.id for h in first} == {"lefaucheur2014-np-m1-hf", "lefaucheur2020-np-m1-hf"}
+
+
+def test_crps_shows_below_level_b_not_nothing(bundled_index) -> None:
+    from indexer.search import Query, search
+
+    hit = next(h for h in search(bundled_index, Query.make("CRPS")).hits if h.type == "recommendation")
+    assert hit.fields["level"] == "below-B"
+    assert hit.rank_reason.startswith("below level b (exact level not verified)")
+
+
+def test_stats_counts(runner) -> None:
+    import json
+
+    result = runner.invoke(cli, ["stats", "--root", str(PROJECT), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["totals"]["studies"] >= 39
+    by_level = data["recommendations by guideline and level"]
+    verified = sum(n for table in by_level.values() for level, n in table.items() if level in "ABC")
+    assert verified >= 17
+    assert data["references by verification"]["as-cited"] >= 5
