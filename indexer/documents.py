@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from . import grading
 from .grading import ClassResult
 from .models import Knowledge, Recommendation, Reference, Study
 from .pipeline import KB
@@ -52,11 +53,12 @@ def build_documents(kb: KB) -> list[dict[str, Any]]:
         for sid in rec.supporting_studies:
             guidelines_of.setdefault(sid, []).append(rec.guideline)
     docs = [_reference_doc(kb, ref, cited_by.get(ref.key, [])) for ref in kb.references.values()]
+    comparisons = kb.comparisons()
     for record in kb.records:
         if isinstance(record, Study):
             docs.append(_study_doc(kb, record, sorted(set(guidelines_of.get(record.id, [])))))
         elif isinstance(record, Recommendation):
-            docs.append(_recommendation_doc(kb, record))
+            docs.append(_recommendation_doc(kb, record, comparisons.get(record.id)))
         elif isinstance(record, Knowledge):
             docs.append(_knowledge_doc(kb, record))
     for doc in docs:
@@ -269,7 +271,7 @@ def _names(kb: KB, vocabulary: str, ids: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _recommendation_doc(kb: KB, rec: Recommendation) -> dict[str, Any]:
+def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Comparison | None) -> dict[str, Any]:
     guideline = kb.references.get(rec.guideline)
     indication = kb.vocab.label("indications", rec.indication)
     outcome = kb.vocab.label("outcomes", rec.outcome_domain) if rec.outcome_domain else ""
@@ -313,7 +315,6 @@ def _recommendation_doc(kb: KB, rec: Recommendation) -> dict[str, Any]:
             + ([rec.outcome_domain] if rec.outcome_domain else []),
         }
     )
-    comparison = kb.comparisons().get(rec.id) if computed else None
     doc["data"] = {
         "record": _record_fields(rec),
         "guideline": _citation(guideline),

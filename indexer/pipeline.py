@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +32,20 @@ class KB:
     levels: dict[str, grading.LevelResult] = field(default_factory=dict)
     ruleset: RuleSet | None = None
 
-    @property
+    @cached_property
     def studies(self) -> dict[str, Study]:
         return {r.id: r for r in self.records if isinstance(r, Study)}
 
-    @property
+    @cached_property
     def recommendations(self) -> dict[str, Recommendation]:
         return {r.id: r for r in self.records if isinstance(r, Recommendation)}
 
-    @property
+    @cached_property
     def knowledge(self) -> dict[str, Knowledge]:
         return {r.id: r for r in self.records if isinstance(r, Knowledge)}
 
     def comparisons(self) -> dict[str, grading.Comparison]:
-        """Published vs computed level for every recommendation."""
+        """Published vs computed level for every recommendation (call once; it is not cached)."""
         return {
             rid: grading.compare(rec, self.levels[rid])
             for rid, rec in self.recommendations.items()

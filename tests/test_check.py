@@ -245,3 +245,36 @@ def test_check_passes_on_good_fixture(runner) -> None:
     result = runner.invoke(cli, ["check", "--root", str(BROKEN.parent / "kb")])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("OK: 5 references, 4 studies, 3 recommendations")
+
+
+def _yaml_files() -> list[Path]:
+    roots = [BROKEN / "kb", BROKEN.parent / "kb" / "kb", Path(__file__).parent.parent / "kb"]
+    return [p for root in roots for p in sorted(root.rglob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_fast_and_full_schema_validators_agree(path: Path) -> None:
+    """The compiled fast path must accept exactly what jsonschema accepts."""
+    import fastjsonschema
+
+    from indexer import schema, yamlio
+
+    try:
+        located = yamlio.load(path.read_text())
+    except yamlio.YamlError:
+        return
+    data = located.data
+    name = (
+        "vocabulary" if path.parent.name == "vocab" else "ruleset" if path.parent.name == "rulesets" else None
+    )
+    if name is None:
+        name = data.get("type") if isinstance(data, dict) else None
+    if name not in schema.SCHEMA_NAMES:
+        return
+    full_ok = not list(schema._validator(name).iter_errors(data))
+    try:
+        schema._fast(name)(data)
+        fast_ok = True
+    except fastjsonschema.JsonSchemaException:
+        fast_ok = False
+    assert fast_ok == full_ok
