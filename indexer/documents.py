@@ -152,13 +152,7 @@ def _reference_doc(kb: KB, ref: Reference, cited_by: list[str]) -> dict[str, Any
         summary,
         ref.year,
         ref.verification,
-        [
-            ref.title,
-            ref.venue,
-            ref.fields.get("author", ""),
-            ref.fields.get("note", ""),
-            ref.fields.get("howpublished", ""),
-        ],
+        [ref.key, ref.fields.get("note", ""), ref.fields.get("howpublished", ""), ref.doi or "", ref.pmid or ""],
     )
     doc["authors"] = _authors(ref)
     doc["data"] = {
@@ -199,8 +193,6 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
     freqs = [f"{a.frequency_hz:g} Hz" for a in arms if a.frequency_hz is not None]
     grade = kb.classes.get(study.id)
     body = [
-        title,
-        study.summary,
         study.outcome_measure or "",
         study.notes or "",
         " ".join(freqs),
@@ -262,13 +254,8 @@ def _what(protocols: list[str], targets: list[str]) -> str:
 
 
 def _names(kb: KB, vocabulary: str, ids: tuple[str, ...]) -> list[str]:
-    """Labels and English names, so plain-word searches match records without the ids."""
-    out = []
-    for i in ids:
-        term = kb.vocab.get(vocabulary, i)
-        if term:
-            out += [term.label, *term.abbreviations, *term.synonyms.get("en", ())]
-    return out
+    """Labels, so plain words match; other names reach records through query expansion."""
+    return [kb.vocab.label(vocabulary, i) for i in ids]
 
 
 def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Comparison | None) -> dict[str, Any]:
@@ -282,8 +269,6 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
     title = f"{indication}{f' ({outcome})' if outcome else ''}: {what} — {grade}"
     year = guideline.year if guideline else None
     body = [
-        title,
-        rec.statement,
         rec.population or "",
         rec.notes or "",
         outcome,
@@ -347,8 +332,6 @@ def _supporting(kb: KB, sid: str) -> dict[str, Any]:
 
 def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:
     body = [
-        page.title,
-        page.summary,
         *(f"{s.heading} {s.text}" for s in page.sections),
         *(_names(kb, "indications", page.indication)),
     ]

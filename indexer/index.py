@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -24,20 +25,57 @@ from pathlib import Path
 from typing import Any
 
 from whoosh import index as whoosh_index
+from whoosh.codec.whoosh3 import W3PerDocReader
 from whoosh.analysis import CharsetFilter, LowercaseFilter, RegexTokenizer, StemFilter
-from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, TEXT, Schema
+from whoosh.columns import NumericColumn
+from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
 from whoosh.support.charset import accent_map
 
 from .documents import MULTI_VALUED
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 # Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
 TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
 MULTIPROCESS_THRESHOLD = 3000
+SPELLING = "spelling.json"
+WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def _cache_missing_columns() -> None:
+    """Whoosh 2.7 re-checks the disk (os.stat) for a missing length column on every posting
+    of an unscored field; the answer cannot change for a segment, so remember it."""
+    reader_class = W3PerDocReader
+    original = reader_class._cached_reader
+    if getattr(original, "_caches_missing", False):
+        return
+
+    def cached_reader(self: Any, fieldname: str, column: Any) -> Any:
+        missing = self.__dict__.setdefault("_missing_columns", set())
+        if fieldname in missing:
+            return None
+        reader = original(self, fieldname, column)
+        if reader is None:
+            missing.add(fieldname)
+        return reader
+
+    cached_reader._caches_missing = True  # type: ignore[attr-defined]
+    reader_class._cached_reader = cached_reader
+
+
+_cache_missing_columns()
+
+
+def spelling_words(docs: list[dict[str, Any]]) -> list[str]:
+    """Every word of the searchable text, for "did you mean" (sorted, lower case)."""
+    words: set[str] = set()
+    for doc in docs:
+        for name in ("title", "summary", "body", "authors"):
+            words.update(w.lower() for w in WORD.findall(doc.get(name) or ""))
+    return sorted(words)
 
 
 def analyzer() -> Any:
@@ -52,13 +90,14 @@ def make_schema() -> Schema:
         "id": ID(stored=True, unique=True),
         "title": TEXT(analyzer=text, stored=True, field_boost=3.0),
         "summary": TEXT(analyzer=text, stored=True, field_boost=1.5),
-        "body": TEXT(analyzer=text, spelling=True),
+        "body": TEXT(analyzer=text),
         "authors": TEXT(analyzer=text),
         "concepts": KEYWORD(lowercase=True, scorable=False),
         "data": STORED(),
-        "level_rank": NUMERIC(sortable=True),
-        "class_rank": NUMERIC(sortable=True),
-        "year_sort": NUMERIC(sortable=True),
+        # Sort keys live only in columns: a NUMERIC field would also index ~8 trie terms per value.
+        "level_rank": COLUMN(NumericColumn("B")),
+        "class_rank": COLUMN(NumericColumn("B")),
+        "year_sort": COLUMN(NumericColumn("H")),
     }
     for name in ("type", "level", "direction", "class", "year", "verification"):
         fields[name] = ID(stored=True, sortable=True)
@@ -163,6 +202,7 @@ def build_index(
                 "hashes": {d["id"]: d["hash"] for d in docs},
             },
         )
+        _write_json(tmp / SPELLING, spelling_words(docs))
         for filename, payload in extra.items():
             _write_json(tmp / filename, payload)
         final = index_dir / name

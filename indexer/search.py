@@ -161,7 +161,9 @@ def open_index(index_dir: Path) -> _Opened:
         if opened is None:
             vocab_json = generation / idx.VOCAB
             vocab = Vocabularies.from_json(_read_json(vocab_json)) if vocab_json.is_file() else Vocabularies()
-            words = sorted({w for name, _, _ in vocab.names() for w in name.split() if w.isalpha()})
+            words = sorted({w for name, _, _ in vocab.names() for w in name.split() if w.isalpha()}
+                           | set(_read_json(generation / idx.SPELLING) if (generation / idx.SPELLING).is_file()
+                                 else []))
             opened = _Opened(idx.open_generation(generation), vocab, generation.name, words)
             for stale in [p for p in _OPEN if p.parent == generation.parent]:
                 del _OPEN[stale]
@@ -368,31 +370,11 @@ def facet_label(name: str, value: str, vocab: Vocabularies, searcher: Any = None
     return value
 
 
-class _MergedCorrector(spelling.Corrector):
-    """Suggestions from several correctors.
-
-    Whoosh 2.7's MultiCorrector yields (word, score) where Corrector.suggest expects
-    (score, word), so it raises TypeError; this keeps the best score per word.
-    """
-
-    def __init__(self, correctors: list[Any]) -> None:
-        self.correctors = correctors
-
-    def _suggestions(self, text: str, maxdist: int, prefix: int) -> Any:
-        best: dict[str, float] = {}
-        for corrector in self.correctors:
-            for score, word in corrector._suggestions(text, maxdist, prefix):
-                best[word] = max(score, best.get(word, score))
-        return [(score, word) for word, score in best.items()]
-
-
 def _suggest(searcher: Any, opened: _Opened, text: str, filter_query: Any) -> str | None:
     """A corrected query string that finds something, from indexed words and vocabulary names."""
     try:
         parsed = _parser(opened.ix.schema).parse(text)
-        corrector = _MergedCorrector(
-            [searcher.corrector("body"), spelling.ListCorrector(opened.spelling_words)]
-        )
+        corrector = spelling.ListCorrector(opened.spelling_words)
         correction = searcher.correct_query(parsed, text, correctors={f: corrector for f in SEARCH_FIELDS})
     except Exception:  # a suggestion is optional; never let it break a search
         log.debug("spelling suggestion failed for %r", text, exc_info=True)
