@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 from . import grading
@@ -152,7 +152,13 @@ def _reference_doc(kb: KB, ref: Reference, cited_by: list[str]) -> dict[str, Any
         summary,
         ref.year,
         ref.verification,
-        [ref.key, ref.fields.get("note", ""), ref.fields.get("howpublished", ""), ref.doi or "", ref.pmid or ""],
+        [
+            ref.key,
+            ref.fields.get("note", ""),
+            ref.fields.get("howpublished", ""),
+            ref.doi or "",
+            ref.pmid or "",
+        ],
     )
     doc["authors"] = _authors(ref)
     doc["data"] = {
@@ -160,7 +166,7 @@ def _reference_doc(kb: KB, ref: Reference, cited_by: list[str]) -> dict[str, Any
         "fields": ref.fields,
         "entry_type": ref.entry_type,
         "short": ref.short,
-        "authors": [asdict(a) for a in ref.authors],
+        "authors": [plain(a) for a in ref.authors],
         "raw": ref.raw,
         "cited_by": cited_by,
         "verification": ref.verification,
@@ -175,7 +181,7 @@ def _authors(ref: Reference | None) -> str:
 
 
 def _class_data(result: ClassResult | None) -> dict[str, Any]:
-    return asdict(result) if result else {}
+    return plain(result) if result else {}
 
 
 def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
@@ -234,7 +240,7 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
         },
         "arms": [
             {
-                **asdict(a),
+                **plain(a),
                 "target_labels": _labels(kb, "target", a.target),
                 "side_labels": _labels(kb, "side", a.side),
                 "protocol_labels": _labels(kb, "protocol", a.protocol),
@@ -303,8 +309,8 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
     doc["data"] = {
         "record": _record_fields(rec),
         "guideline": _citation(guideline),
-        "computed": asdict(computed) if computed else None,
-        "comparison": asdict(comparison) if comparison else None,
+        "computed": plain(computed) if computed else None,
+        "comparison": plain(comparison) if comparison else None,
         "supporting": [_supporting(kb, sid) for sid in rec.supporting_studies],
         "labels": {
             "indication": indication,
@@ -346,6 +352,15 @@ def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:
 
 
 def _record_fields(record: Study | Recommendation | Knowledge) -> dict[str, Any]:
-    data = asdict(record)
-    data.pop("lines", None)
-    return data
+    return dict(plain(record))
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses as dicts, tuples as lists; like dataclasses.asdict without its deep copies."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value) if f.name != "lines"}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from whoosh import index as whoosh_index
-from whoosh.codec.whoosh3 import W3PerDocReader
 from whoosh.analysis import CharsetFilter, LowercaseFilter, RegexTokenizer, StemFilter
+from whoosh.codec.whoosh3 import W3PerDocReader
 from whoosh.columns import NumericColumn
 from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
 from whoosh.support.charset import accent_map
@@ -40,7 +40,6 @@ MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 # Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
 TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
-MULTIPROCESS_THRESHOLD = 3000
 SPELLING = "spelling.json"
 WORD = re.compile(r"[^\W\d_]{3,}")
 
@@ -224,8 +223,9 @@ def _write_full(
 ) -> tuple[int, int, int, int]:
     path.mkdir(parents=True)
     ix = whoosh_index.create_in(str(path), make_schema())
-    many = len(docs) >= MULTIPROCESS_THRESHOLD and (os.cpu_count() or 1) > 1
-    writer = ix.writer(procs=2, multisegment=True, limitmb=256) if many else ix.writer(limitmb=256)
+    # One process: Whoosh's multi-process writer pickles every document to its workers and was
+    # no faster on the 2-core machine we measured (bench/index_build.py).
+    writer = ix.writer(limitmb=256)
     for doc in docs:
         writer.add_document(**_to_fields(doc))
         if progress:

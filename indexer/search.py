@@ -161,9 +161,10 @@ def open_index(index_dir: Path) -> _Opened:
         if opened is None:
             vocab_json = generation / idx.VOCAB
             vocab = Vocabularies.from_json(_read_json(vocab_json)) if vocab_json.is_file() else Vocabularies()
-            words = sorted({w for name, _, _ in vocab.names() for w in name.split() if w.isalpha()}
-                           | set(_read_json(generation / idx.SPELLING) if (generation / idx.SPELLING).is_file()
-                                 else []))
+            words = sorted(
+                {w for name, _, _ in vocab.names() for w in name.split() if w.isalpha()}
+                | set(_read_json(generation / idx.SPELLING) if (generation / idx.SPELLING).is_file() else [])
+            )
             opened = _Opened(idx.open_generation(generation), vocab, generation.name, words)
             for stale in [p for p in _OPEN if p.parent == generation.parent]:
                 del _OPEN[stale]
