@@ -7,7 +7,7 @@ class, so the computed class is the best class the known facts prove (marked unc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import product
@@ -197,6 +197,29 @@ def effective_class(study: Study, ruleset: RuleSet, crossover_designs: frozenset
         sc = study.stated_class
         return ClassResult(sc.cls, "stated", True, f"stated by {sc.reference} ({sc.location})")
     return classify(study_facts(study, crossover_designs), ruleset)
+
+
+def arm_result(rec: Recommendation, study: Study, within: Callable[[str, str, str], bool]) -> str | None:
+    """The result that counts for `rec`: that of the study's arms matching its protocol and target.
+
+    `within(vocabulary, narrow, broad)` says whether a term is the same as or narrower than
+    another (an M1 hand-area arm matches an M1 recommendation). Only when some arms fall outside
+    the recommendation (a 1 Hz arm beside a 10 Hz one) do the matching arms decide: one result if
+    they agree, 'mixed' if not. Otherwise the study's overall result counts.
+    """
+
+    def overlaps(vocabulary: str, arm_ids: tuple[str, ...], rec_ids: tuple[str, ...]) -> bool:
+        return not rec_ids or any(within(vocabulary, a, r) for a in arm_ids for r in rec_ids)
+
+    matching = [
+        arm.result
+        for arm in study.arms
+        if overlaps("protocols", arm.protocol, rec.protocol) and overlaps("targets", arm.target, rec.target)
+    ]
+    if not matching or len(matching) == len(study.arms):
+        return study.result
+    distinct = set(matching)
+    return matching[0] if len(distinct) == 1 else "mixed"
 
 
 def _satisfies(requirement: Mapping[str, int], classes: list[str], nested: bool) -> bool:

@@ -197,3 +197,46 @@ def test_uncertain_classes_are_flagged_in_the_level() -> None:
     result = level_of([("II", P), ("II", P)], certain=False)
     assert not result.certain
     assert "lower bounds" in result.reason
+
+
+def _within(vocabulary: str, narrow: str, broad: str) -> bool:
+    return narrow == broad or (vocabulary, narrow, broad) == ("targets", "m1-hand", "m1")
+
+
+@pytest.mark.parametrize(
+    ("arms", "overall", "expected"),
+    [
+        pytest.param(
+            [("hf-rtms", "m1", "positive"), ("lf-rtms", "m1", "negative")],
+            "mixed",
+            "positive",
+            id="matching_arm_decides_when_another_arm_differs",
+        ),
+        pytest.param(
+            [("hf-rtms", "m1-hand", "positive"), ("lf-rtms", "m1", "negative")],
+            "mixed",
+            "positive",
+            id="narrower_target_matches",
+        ),
+        pytest.param(
+            [("hf-rtms", "m1", "positive"), ("hf-rtms", "m1", "negative")],
+            "positive",
+            "positive",
+            id="all_arms_match_overall_result_counts",
+        ),
+        pytest.param(
+            [("hf-rtms", "m1", "positive"), ("hf-rtms", "m1", "negative"), ("lf-rtms", "m1", "negative")],
+            "mixed",
+            "mixed",
+            id="matching_arms_disagree",
+        ),
+        pytest.param([("lf-rtms", "dlpfc", "positive")], "positive", "positive", id="no_matching_arm"),
+    ],
+)
+def test_arm_result(arms: list[tuple[str, str, str]], overall: str, expected: str) -> None:
+    study = replace(
+        BASE,
+        result=overall,
+        arms=tuple(Arm((target,), (), (protocol,), result=result) for protocol, target, result in arms),
+    )
+    assert grading.arm_result(rec(["s"]), study, _within) == expected
