@@ -1,16 +1,50 @@
-"""Flask front end: search page, record pages and a JSON API over indexer.search (no query logic here)."""
+"""Flask front end: pages and JSON API over indexer.search (no query logic of its own)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Flask, abort, jsonify, render_template, request
+from flask import Flask, Response, abort, jsonify, render_template, request, url_for
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from indexer.documents import FACETS
-from indexer.search import IndexMissing, Query, get_document, search
+from indexer.citations import STYLES, format_reference
+from indexer.documents import REFERENCE_PREFIX
+from indexer.evidence import evidence_table
+from indexer.models import LEVEL_LABELS, Verification
+from indexer.querytext import QUERY_FIELDS
+from indexer.search import (
+    SORTS,
+    TYPE_LABELS,
+    IndexMissing,
+    Query,
+    get_document,
+    rulesets,
+    search,
+)
 from indexer.settings import Settings
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+FACET_TITLES = {
+    "type": "Record type",
+    "level": "Level",
+    "direction": "Direction",
+    "indication": "Indication",
+    "target": "Target",
+    "side": "Side",
+    "protocol": "Protocol",
+    "class": "Study class",
+    "year": "Year",
+    "guideline": "Guideline",
+    "verification": "Verification",
+}
+OPENAPI = Path(__file__).with_name("openapi.json")
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -24,42 +58,96 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def index_dir() -> Path:
         return Path(app.config["INDEX_DIR"])
 
-    def query_from_args() -> Query:
-        args = request.args
-        filters = {name: args.getlist(name) for name in FACETS if args.getlist(name)}
-        page = args.get("page", "1")
-        return Query.make(
-            args.get("q", ""), filters, args.get("sort", "evidence"), int(page) if page.isdigit() else 0
-        )
+    def current_query() -> Query:
+        return Query.from_params(request.args)
+
+    @app.context_processor
+    def helpers() -> dict[str, Any]:
+        return {
+            "facet_titles": FACET_TITLES,
+            "sorts": SORTS,
+            "type_labels": TYPE_LABELS,
+            "level_labels": LEVEL_LABELS,
+            "verification_label": _verification_label,
+            "url_for_query": _url,
+            "reference_prefix": REFERENCE_PREFIX,
+        }
 
     @app.get("/")
     def home() -> Any:
-        results = search(index_dir(), query_from_args())
-        status = 200 if results.ok else 400
-        return render_template("search.html", results=results, facets=FACETS), status
+        query = current_query()
+        results = search(index_dir(), query)
+        return render_template("search.html", results=results, query=query), 200 if results.ok else 400
+
+    @app.get("/records/<path:doc_id>")
+    def record(doc_id: str) -> Any:
+        doc = _document(doc_id)
+        data = doc.get("data") or {}
+        context: dict[str, Any] = {"doc": doc, "data": data, "styles": STYLES}
+        kind = doc.get("type")
+        if kind == "reference":
+            context["citations"] = {k: Markup(v) for k, v in format_reference(data).items()}
+        key = (data.get("reference") or data.get("guideline") or {}).get("key")
+        if key:
+            cited = get_document(index_dir(), REFERENCE_PREFIX + key)
+            context["cited"] = cited
+            if cited:
+                context["citations"] = {k: Markup(v) for k, v in format_reference(cited["data"]).items()}
+        return render_template(f"record_{kind}.html", **context)
+
+    @app.get("/evidence")
+    def evidence() -> Any:
+        query = current_query()
+        results = search(
+            index_dir(),
+            Query.make(query.text, {**query.filter_map, "type": ["recommendation"]}, query.sort, 1, 1),
+        )
+        groups = evidence_table(index_dir(), query) if results.ok else []
+        return render_template(
+            "evidence.html", groups=groups, results=results, query=query
+        ), 200 if results.ok else 400
+
+    @app.get("/about/levels")
+    def about_levels() -> Any:
+        return render_template(
+            "about_levels.html",
+            rulesets=rulesets(index_dir()),
+            verifications=list(Verification),
+            fields=QUERY_FIELDS,
+        )
 
     @app.get("/api/search")
     def api_search() -> Any:
         from indexer.cli import results_json
 
-        results = search(index_dir(), query_from_args())
+        results = search(index_dir(), current_query())
         if not results.ok:
-            return jsonify({"ok": False, "error": results.error}), 400
+            return _json_error(400, results.error or "bad query")
         return jsonify(results_json(results))
 
-    @app.get("/records/<doc_id>")
-    def record(doc_id: str) -> Any:
-        stored = get_document(index_dir(), doc_id)
-        if stored is None:
-            abort(404, description=f"No record with id '{doc_id}'")
-        return render_template("record.html", doc=stored)
-
-    @app.get("/api/records/<doc_id>")
+    @app.get("/api/records/<path:doc_id>")
     def api_record(doc_id: str) -> Any:
-        stored = get_document(index_dir(), doc_id)
-        if stored is None:
-            return jsonify({"ok": False, "error": f"No record with id '{doc_id}'"}), 404
-        return jsonify({"ok": True, "record": stored})
+        return jsonify({"ok": True, "record": _document(doc_id)})
+
+    @app.get("/api/evidence")
+    def api_evidence() -> Any:
+        query = current_query()
+        probe = search(index_dir(), Query.make(query.text, query.filter_map, query.sort, 1, 1))
+        if not probe.ok:
+            return _json_error(400, probe.error or "bad query")
+        groups = evidence_table(index_dir(), query)
+        return jsonify({"ok": True, "groups": [_plain(g) for g in groups]})
+
+    @app.get("/api/openapi.json")
+    def openapi() -> Any:
+        return Response(OPENAPI.read_text("utf-8"), mimetype="application/json")
+
+    def _document(doc_id: str) -> dict[str, Any]:
+        doc = get_document(index_dir(), doc_id)
+        if doc is None:
+            what = "reference with key" if doc_id.startswith(REFERENCE_PREFIX) else "record with id"
+            abort(404, description=f"No {what} '{doc_id.removeprefix(REFERENCE_PREFIX)}'")
+        return doc
 
     @app.errorhandler(IndexMissing)
     def no_index(exc: IndexMissing) -> Any:
@@ -69,20 +157,53 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def http_error(exc: HTTPException) -> Any:
         return _error(exc.code or 500, exc.description or exc.name)
 
+    @app.errorhandler(Exception)
+    def crash(exc: Exception) -> Any:
+        app.logger.exception("unhandled error on %s", request.path)
+        return _error(500, "Something went wrong on our side; the error has been logged.")
+
     @app.after_request
-    def security_headers(response: Any) -> Any:
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-        )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
+    def security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         return response
 
     return app
 
 
+def _url(endpoint: str, query: Query, **changes: Any) -> str:
+    """A page URL for `query` with `changes` (page=2, sort='year', ...)."""
+    params = query.to_params(**changes)
+    return url_for(endpoint) + (f"?{urlencode(params)}" if params else "")
+
+
+def _verification_label(value: str) -> str:
+    try:
+        return Verification(value).label
+    except ValueError:
+        return value or "unknown"
+
+
+def _plain(value: Any) -> Any:
+    from indexer.documents import plain
+
+    return plain(value)
+
+
+def _json_error(status: int, message: str) -> Any:
+    return jsonify({"ok": False, "error": message}), status
+
+
 def _error(status: int, message: str) -> Any:
     if request.path.startswith("/api/"):
-        return jsonify({"ok": False, "error": message}), status
+        return _json_error(status, message)
     return render_template("error.html", status=status, message=message), status
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import json
 import os
@@ -543,6 +544,23 @@ def _fts5(docs: list[dict[str, Any]], db: Path) -> tuple[float, int]:
     return seconds, db.stat().st_size
 
 
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def code_stamp() -> str:
+    """Which indexer code was measured: a hash of indexer/*.py and its newest modification time."""
+    files = sorted((REPO / "indexer").glob("*.py"))
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+    newest = time.strftime("%H:%M:%S", time.localtime(max(f.stat().st_mtime for f in files)))
+    return f"indexer/*.py sha256 {digest}, newest file {newest}"
+
+
+CODE_STAMP = code_stamp()
+RUN_STARTED = time.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _fmt_s(x: float | None) -> str:
     return "-" if x is None else (f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s")
 
@@ -609,12 +627,16 @@ def measure(n: int, base: Path, run_cli: bool, count: str = "records") -> Result
     docs = documents.build_documents(kb)
     res.t_documents = time.perf_counter() - t
     res.n_refs, res.n_docs = len(kb.references), len(docs)
-    res.writer_mode = "1 process"
+    s0, c0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     idx.build_index(
         docs, steps.index_dir, fingerprint=fingerprint, extra={idx.VOCAB: kb.vocab.to_json()}, force=True
     )
     res.t_write = time.perf_counter() - t
+    # CPU of this process and of any writer processes Whoosh forks, so the table shows how the
+    # write actually ran instead of what a constant says.
+    parent, workers = _cpu(resource.RUSAGE_SELF) - s0, _cpu(resource.RUSAGE_CHILDREN) - c0
+    res.writer_mode = f"cpu {parent:.1f}+{workers:.1f} s" if workers > 0.05 else f"1 proc, cpu {parent:.1f} s"
     print(
         f"[{n}] steps: fingerprint {_fmt_s(res.t_fingerprint)}, load {_fmt_s(res.t_load)}, "
         f"documents {_fmt_s(res.t_documents)}, whoosh write {_fmt_s(res.t_write)}",
@@ -703,12 +725,13 @@ def machine_info() -> list[str]:
         f"machine : nproc {nproc}, CPU {model}, RAM {mem}, {platform.system()} {platform.release()}",
         f"python  : {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
         f"libs    : {libs}, libyaml {yaml.__with_libyaml__}, SQLite {sqlite3.sqlite_version}",
+        f"code    : {CODE_STAMP}; run started {RUN_STARTED}",
     ]
 
 
 def print_table(results: list[Result]) -> None:
     cols = [f"N={r.n}" for r in results]
-    w0, w = 40, 18
+    w0, w = 40, 20
 
     def row(label: str, values: list[str]) -> None:
         print(f"{label:<{w0}}" + "".join(f"{x:>{w}}" for x in values))
@@ -720,7 +743,7 @@ def print_table(results: list[Result]) -> None:
     for line in machine_info():
         print(line)
     print(
-        f"targets : full build of {TARGET_FULL_N} records <= {TARGET_FULL_S:.0f} s; "
+        f"targets : full build of N={TARGET_FULL_N} <= {TARGET_FULL_S:.0f} s; "
         f"no-op re-run < {TARGET_NOOP_S:.0f} s"
     )
     sep()
@@ -732,7 +755,7 @@ def print_table(results: list[Result]) -> None:
     )
     row("references / index documents", [f"{r.n_refs} / {r.n_docs}" for r in results])
     row("KB source size", [_fmt_b(r.gen.bytes) for r in results])
-    row("whoosh writer", [r.writer_mode for r in results])
+    row("whoosh write: CPU parent(+workers)", [r.writer_mode for r in results])
     sep()
     row("(a) fingerprint", [_fmt_s(r.t_fingerprint) for r in results])
     row("(a) load: parse+validate+grade", [_fmt_s(r.t_load) for r in results])
@@ -792,9 +815,8 @@ def print_table(results: list[Result]) -> None:
 
 
 def profile(n: int, base: Path, top: int) -> None:
-    """cProfile of ensure_index(force=True) into an empty directory. The Whoosh worker process
-    (procs=2 at >= MULTIPROCESS_THRESHOLD documents) is not profiled; its time shows up as
-    waiting in the parent."""
+    """cProfile of ensure_index(force=True) into an empty directory. Work done in forked writer
+    processes (if the indexer uses any) is not profiled; it shows up as waiting in the parent."""
     root = base / f"kb-{n}"
     settings = Settings.for_root(root, base / f"index-{n}-profile")
     shutil.rmtree(settings.index_dir, ignore_errors=True)
@@ -837,7 +859,7 @@ def main() -> None:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     else:
         base = Path(tempfile.mkdtemp(prefix="tmskb-bench-"))
-    print(f"working directory: {base}", flush=True)
+    print(f"working directory: {base}; N counts {args.count}; code: {CODE_STAMP}", flush=True)
     try:
         results = [measure(n, base, not args.no_cli, args.count) for n in sizes]
         print_table(results)

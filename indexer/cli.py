@@ -13,7 +13,7 @@ import click
 
 from . import documents, pipeline
 from . import index as idx
-from .documents import FACETS
+from .documents import FACETS, plain
 from .search import SORTS, IndexMissing, Query, Results, search
 from .settings import Settings
 
@@ -123,7 +123,7 @@ def ensure_index(settings: Settings, *, force: bool = False, quiet: bool = False
     kb = pipeline.load(settings)
     report_problems(kb)
     docs = documents.build_documents(kb)
-    extra = {idx.VOCAB: kb.vocab.to_json()}
+    extra = {idx.VOCAB: kb.vocab.to_json(), idx.RULESETS: [plain(r) for r in kb.rulesets.values()]}
     if quiet:
         return idx.build_index(docs, settings.index_dir, fingerprint=fingerprint, extra=extra, force=force)
     with click.progressbar(length=len(docs), label="Indexing", file=sys.stderr) as bar:

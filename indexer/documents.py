@@ -13,7 +13,7 @@ from typing import Any
 from . import grading
 from .grading import ClassResult
 from .models import Knowledge, Recommendation, Reference, Study
-from .pipeline import KB
+from .pipeline import KB, counted_results
 from .vocab import FIELD_VOCABULARY
 
 LEVEL_RANK = {"A": 1, "B": 2, "C": 3}
@@ -270,9 +270,12 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
     outcome = kb.vocab.label("outcomes", rec.outcome_domain) if rec.outcome_domain else ""
     protocols = " + ".join(kb.vocab.label("protocols", p).split(" (")[0] for p in rec.protocol)
     targets = ", ".join(kb.vocab.label("targets", t) for t in rec.target)
-    grade = f"Level {rec.level}" if rec.level else (rec.level_bound or "level not verified")
+    if rec.level:
+        grade = f"Level {rec.level}"
+    else:
+        grade = f"below Level {rec.level_bound[-1]}" if rec.level_bound else "level not verified"
     what = _what([protocols], [targets] if targets else [])
-    title = f"{indication}{f' ({outcome})' if outcome else ''}: {what} — {grade}"
+    title = f"{indication}{f' ({outcome.lower()} outcome)' if outcome else ''}: {what} — {grade}"
     year = guideline.year if guideline else None
     body = [
         rec.population or "",
@@ -287,6 +290,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
     ]
     doc = _base(rec.id, "recommendation", title, rec.statement, year, rec.verification, body)
     computed = kb.levels.get(rec.id)
+    counted = counted_results(kb, rec)
     doc.update(
         {
             "level": rec.level or (rec.level_bound or ""),
@@ -311,7 +315,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
         "guideline": _citation(guideline),
         "computed": plain(computed) if computed else None,
         "comparison": plain(comparison) if comparison else None,
-        "supporting": [_supporting(kb, sid) for sid in rec.supporting_studies],
+        "supporting": [_supporting(kb, sid, counted.get(sid)) for sid in rec.supporting_studies],
         "labels": {
             "indication": indication,
             "outcome_domain": outcome,
@@ -325,13 +329,14 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
     return doc
 
 
-def _supporting(kb: KB, sid: str) -> dict[str, Any]:
+def _supporting(kb: KB, sid: str, counted: str | None) -> dict[str, Any]:
     study = kb.studies.get(sid)
     ref = kb.references.get(study.reference) if study else None
     return {
         "id": sid,
         "short": ref.short if ref else sid,
-        "result": study.result if study else None,
+        "result": counted,
+        "study_result": study.result if study else None,
         "class": _class_data(kb.classes.get(sid)),
     }
 

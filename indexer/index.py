@@ -38,6 +38,7 @@ SCHEMA_VERSION = 4
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
+RULESETS = "rulesets.json"
 # Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
 TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
 SPELLING = "spelling.json"

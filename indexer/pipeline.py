@@ -98,17 +98,22 @@ def grade(kb: KB, ruleset: RuleSet) -> None:
     crossover = crossover_designs(kb.vocab)
     studies = kb.studies
     kb.classes = {sid: grading.effective_class(s, ruleset, crossover) for sid, s in studies.items()}
+    kb.levels = {
+        rid: grading.compute_level(rec, counted_results(kb, rec), kb.classes, ruleset)
+        for rid, rec in kb.recommendations.items()
+    }
+
+
+def counted_results(kb: KB, rec: Recommendation) -> dict[str, str | None]:
+    """Study id -> the result that counts for `rec` (its matching arm's, see grading.arm_result)."""
+
     def within(vocabulary: str, narrow: str, broad: str) -> bool:
         return narrow == broad or broad in kb.vocab.ancestors(vocabulary, narrow)
 
-    kb.levels = {}
-    for rid, rec in kb.recommendations.items():
-        results = {
-            sid: grading.arm_result(rec, studies[sid], within)
-            for sid in rec.supporting_studies
-            if sid in studies
-        }
-        kb.levels[rid] = grading.compute_level(rec, results, kb.classes, ruleset)
+    studies = kb.studies
+    return {
+        sid: grading.arm_result(rec, studies[sid], within) for sid in rec.supporting_studies if sid in studies
+    }
 
 
 def source_files(settings: Settings) -> list[Path]:

@@ -9,7 +9,7 @@ import logging
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,46 @@ class Query:
     @property
     def filter_map(self) -> dict[str, tuple[str, ...]]:
         return dict(self.filters)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], page_size: int = 20) -> Query:
+        """A Query from URL parameters (q, sort, page, one repeatable parameter per facet).
+
+        `params` needs getlist() for repeated facets (werkzeug's MultiDict) or maps names to lists.
+        """
+
+        def values(name: str) -> list[str]:
+            getlist = getattr(params, "getlist", None)
+            raw = getlist(name) if getlist else params.get(name, [])
+            return [raw] if isinstance(raw, str) else list(raw)
+
+        page = str(params.get("page") or "1")
+        filters = {name: values(name) for name in FACETS if values(name)}
+        return cls.make(
+            str(params.get("q") or ""),
+            filters,
+            str(params.get("sort") or "evidence"),
+            int(page) if page.isdigit() else 0,
+            page_size,
+        )
+
+    def to_params(self, **changes: Any) -> list[tuple[str, str]]:
+        """URL parameters for this query (defaults left out), with `changes` applied."""
+        query = replace(self, **changes)
+        params = [("q", query.text)] if query.text else []
+        params += [(name, value) for name, values in query.filters for value in values]
+        if query.sort != "evidence":
+            params.append(("sort", query.sort))
+        if query.page != 1:
+            params.append(("page", str(query.page)))
+        return params
+
+    def toggled(self, name: str, value: str) -> Query:
+        """The same query with one facet value switched on or off, back on page 1."""
+        current = set(self.filter_map.get(name, ()))
+        current ^= {value}
+        filters = {**self.filter_map, name: tuple(current)}
+        return Query.make(self.text, filters, self.sort, 1, self.page_size)
 
 
 @dataclass(frozen=True)
@@ -312,7 +352,7 @@ def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None
     if level in LEVEL_LABELS:
         evidence = f"published Level {level}"
     elif level:
-        evidence = LEVEL_FACET_LABELS.get(level, level).lower() + " (exact level not verified)"
+        evidence = LEVEL_FACET_LABELS.get(level, level) + " (exact level not verified)"
     elif cls:
         evidence = f"Class {cls} study"
     else:
@@ -388,6 +428,26 @@ def _suggest(searcher: Any, opened: _Opened, text: str, filter_query: Any) -> st
     except QueryError:
         return None
     return correction.string if found.scored_length() else None
+
+
+def rulesets(index_dir: Path) -> list[dict[str, Any]]:
+    """The grading rule sets the current generation was graded with (for the About page)."""
+    generation = idx.current_dir(index_dir)
+    path = generation / idx.RULESETS if generation else None
+    return list(_read_json(path)) if path and path.is_file() else []
+
+
+def iter_hits(index_dir: Path, query: Query) -> Any:
+    """Every hit of a query, page by page (for tables and exports); stops at the first error."""
+    page = 1
+    while True:
+        results = search(index_dir, replace(query, page=page, page_size=MAX_PAGE_SIZE))
+        if not results.ok:
+            raise QueryError(results.error or "query failed")
+        yield from results.hits
+        if page >= results.page_count:
+            return
+        page += 1
 
 
 def get_document(index_dir: Path, doc_id: str) -> dict[str, Any] | None:

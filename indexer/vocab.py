@@ -53,6 +53,13 @@ class Vocabularies:
         term = self.get(vocabulary, term_id)
         return term.label if term else term_id
 
+    def short_label(self, vocabulary: str, term_id: str) -> str:
+        """First abbreviation (HF-rTMS, DLPFC), else the label: for dense tables."""
+        term = self.get(vocabulary, term_id)
+        if term is None:
+            return term_id
+        return term.abbreviations[0] if term.abbreviations else term.label
+
     def resolve(self, vocabulary: str, text: str) -> Term | None:
         """The term whose id, label, abbreviation or synonym is `text` (folded)."""
         term_id = self._names.get(vocabulary, {}).get(fold(text))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from indexer import documents, pipeline
 from indexer import index as idx
+from indexer import pipeline
 from indexer.settings import Settings
 
 DATA = Path(__file__).parent / "data"
@@ -44,12 +44,9 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings.for_root(root, root / "index")
     kb = pipeline.load(settings)
     assert kb.problems == []
-    idx.build_index(
-        documents.build_documents(kb),
-        settings.index_dir,
-        fingerprint=pipeline.fingerprint(settings),
-        extra={idx.VOCAB: kb.vocab.to_json()},
-    )
+    from indexer.cli import ensure_index
+
+    ensure_index(settings, quiet=True)
     return settings.index_dir
 
 

@@ -119,7 +119,7 @@ def test_crps_shows_below_level_b_not_nothing(bundled_index) -> None:
 
     hit = next(h for h in search(bundled_index, Query.make("CRPS")).hits if h.type == "recommendation")
     assert hit.fields["level"] == "below-B"
-    assert hit.rank_reason.startswith("below level b (exact level not verified)")
+    assert hit.rank_reason.startswith("Below Level B (exact level not verified)")
 
 
 def test_stats_counts(runner) -> None:

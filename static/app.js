@@ -1,0 +1,35 @@
+// Progressive enhancement only: every page works without this file.
+(function () {
+  "use strict";
+  // Filters and sort apply as soon as they change.
+  document.querySelectorAll("#facets-form input[type=checkbox]").forEach(function (box) {
+    box.addEventListener("change", function () { box.form.submit(); });
+  });
+  var sort = document.getElementById("sort");
+  if (sort) { sort.addEventListener("change", function () { sort.form.submit(); }); }
+
+  // Copy BibTeX: the button is hidden until scripting can make it work.
+  document.querySelectorAll("button[data-copy-target]").forEach(function (button) {
+    var source = document.getElementById(button.getAttribute("data-copy-target"));
+    var status = document.getElementById("copy-status");
+    if (!source) { return; }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var text = source.textContent;
+      var done = function () { if (status) { status.textContent = "Copied to clipboard."; } };
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(text).then(done, function () { selectText(source); });
+      } else { selectText(source); }
+    });
+  });
+
+  function selectText(node) {
+    var range = document.createRange();
+    range.selectNodeContents(node);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    var status = document.getElementById("copy-status");
+    if (status) { status.textContent = "Selected: press Ctrl+C (or ⌘C) to copy."; }
+  }
+})();
