@@ -61,6 +61,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def current_query() -> Query:
         return Query.from_params(request.args)
 
+    @app.template_filter("http_url")
+    def http_url(value: Any) -> str | None:
+        """The value if it is an http(s) address, else None: never link javascript: or data: URLs."""
+        text = str(value or "")
+        return text if text.lower().startswith(("http://", "https://")) else None
+
     @app.context_processor
     def helpers() -> dict[str, Any]:
         return {

@@ -70,9 +70,9 @@ def load(settings: Settings, ruleset_id: str | None = None) -> KB:
     problems += found
     rulesets, found = load_rulesets(kb_dir / "rulesets", f"{shown_kb}/rulesets")
     problems += found
-    records, found = parse_records(kb_dir, settings.root)
+    records, found, unreadable = parse_records(kb_dir, settings.root)
     problems += found
-    problems += check(references, records, vocab)
+    problems += check(references, records, vocab, unreadable)
     kb = KB(settings, references, records, vocab, rulesets, sorted(set(problems)))
     kb.ruleset = choose_ruleset(rulesets, ruleset_id)
     if kb.ruleset is not None:

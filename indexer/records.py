@@ -30,16 +30,20 @@ def record_files(kb_dir: Path) -> Iterator[Path]:
             yield path
 
 
-def parse_records(kb_dir: Path, shown_root: Path) -> tuple[list[Record], list[Problem]]:
-    """All records under kb_dir and every problem found; paths shown relative to shown_root."""
+def parse_records(kb_dir: Path, shown_root: Path) -> tuple[list[Record], list[Problem], set[str]]:
+    """Records under kb_dir, every problem found, and the names of files that could not be read
+    (so links to them are not reported a second time); paths shown relative to shown_root."""
     records: list[Record] = []
     problems: list[Problem] = []
+    unreadable: set[str] = set()
     for path in record_files(kb_dir):
         record, found = parse_record_file(path, _shown(path, shown_root))
         problems += found
-        if record is not None:
+        if record is None:
+            unreadable.add(path.stem)
+        else:
             records.append(record)
-    return records, problems
+    return records, problems, unreadable
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -87,6 +87,8 @@ def _explain(error: ValidationError) -> tuple[str, str, str]:
         return path, f"expected {_types(error.validator_value)}, got {_show(error.instance)}", ""
     if kind in ("minLength", "minItems"):
         return path, "must not be empty", ""
+    if kind == "pattern" and str(error.validator_value).startswith("^https?"):
+        return path, f"{_show(error.instance)} is not an http(s) address", "write the full https://... address"
     if kind == "pattern":
         return (
             path,

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 
 from .models import Knowledge, Problem, Recommendation, Record, Reference, Study
 from .vocab import FIELD_VOCABULARY, Vocabularies, check_ids
 
 
-def check(references: dict[str, Reference], records: list[Record], vocab: Vocabularies) -> list[Problem]:
-    """Every cross-file problem: duplicates, unknown keys, unknown terms, broken links."""
+def check(
+    references: dict[str, Reference],
+    records: list[Record],
+    vocab: Vocabularies,
+    unreadable: Set[str] = frozenset(),
+) -> list[Problem]:
+    """Every cross-file problem: duplicates, unknown keys, unknown terms, broken links.
+
+    Links to `unreadable` record files are not reported: their own problems already are.
+    """
     problems = _duplicate_ids(records)
     studies = {r.id for r in records if isinstance(r, Study)}
     for record in records:
         problems += _key_problems(record, references)
         problems += _term_problems(record, vocab)
         if isinstance(record, Recommendation):
-            problems += _recommendation_problems(record, studies)
+            problems += _recommendation_problems(record, studies | unreadable)
     return problems
 
 
@@ -113,7 +121,7 @@ def _term_problems(record: Record, vocab: Vocabularies) -> list[Problem]:
     return problems
 
 
-def _recommendation_problems(rec: Recommendation, studies: set[str]) -> list[Problem]:
+def _recommendation_problems(rec: Recommendation, studies: Set[str]) -> list[Problem]:
     problems = []
     for i, study_id in enumerate(rec.supporting_studies):
         if study_id not in studies:
