@@ -88,7 +88,11 @@ def _explain(error: ValidationError) -> tuple[str, str, str]:
     if kind in ("minLength", "minItems"):
         return path, "must not be empty", ""
     if kind == "pattern" and str(error.validator_value).startswith("^https?"):
-        return path, f"{_show(error.instance)} is not an http(s) address", "write the full https://... address"
+        return (
+            path,
+            f"{_show(error.instance)} is not an http(s) address",
+            "write the full https://... address",
+        )
     if kind == "pattern":
         return (
             path,

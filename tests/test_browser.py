@@ -16,16 +16,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-
 from conftest import DATA, PROJECT
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = PROJECT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
 XSS_STUDY = f"""id: xss2019test
@@ -78,7 +84,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmskb = Path(sys.executable).with_name("tmskb")
     cmd = [str(tmskb), "serve", "--root", str(root), "--index-dir", str(root / "index"), "--port", str(port)]
     log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, root / "server.log")

@@ -286,9 +286,11 @@ def test_source_url_must_be_http(tmp_path: Path) -> None:
     root = tmp_path / "kb"
     shutil.copytree(BROKEN.parent / "kb", root)
     study = root / "kb" / "studies" / "alpha2010test.yaml"
-    study.write_text(study.read_text().replace("url: https://example.org/alpha2010test", "url: javascript:alert(1)"))
+    study.write_text(
+        study.read_text().replace("url: https://example.org/alpha2010test", "url: javascript:alert(1)")
+    )
     problems = [str(p) for p in pipeline.load(Settings.for_root(root)).problems]
     assert problems == [
-        "kb/studies/alpha2010test.yaml:28: alpha2010test: source.url: 'javascript:alert(1)' is not an http(s) "
-        "address (write the full https://... address)"
+        "kb/studies/alpha2010test.yaml:28: alpha2010test: source.url: "
+        "'javascript:alert(1)' is not an http(s) address (write the full https:// address)"
     ]
