@@ -91,7 +91,7 @@ def _explain(error: ValidationError) -> tuple[str, str, str]:
         return (
             path,
             f"{_show(error.instance)} is not an http(s) address",
-            "write the full https://... address",
+            "write the full https:// address",
         )
     if kind == "pattern":
         return (
