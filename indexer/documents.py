@@ -138,7 +138,7 @@ def _base(
         "authors": "",
         "level_rank": NO_RANK,
         "class_rank": NO_RANK,
-        "body": " ".join(part for part in body if part),
+        "text": " ".join(part for part in (title, summary, *body) if part),
     }
 
 

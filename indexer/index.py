@@ -34,7 +34,7 @@ from whoosh.support.charset import accent_map
 from .documents import MULTI_VALUED
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
@@ -74,7 +74,7 @@ def spelling_words(docs: list[dict[str, Any]]) -> list[str]:
     """Every word of the searchable text, for "did you mean" (sorted, lower case)."""
     words: set[str] = set()
     for doc in docs:
-        for name in ("title", "summary", "body", "authors"):
+        for name in ("title", "summary", "text", "authors"):
             words.update(w.lower() for w in WORD.findall(doc.get(name) or ""))
     return sorted(words)
 
@@ -89,9 +89,11 @@ def make_schema() -> Schema:
     text = analyzer()
     fields: dict[str, Any] = {
         "id": ID(stored=True, unique=True),
-        "title": TEXT(analyzer=text, stored=True, field_boost=3.0),
-        "summary": TEXT(analyzer=text, stored=True, field_boost=1.5),
-        "body": TEXT(analyzer=text),
+        # One searchable text field (title, summary and the rest): matching a word is one
+        # posting list instead of a union over fields. Title and summary are stored for display.
+        "text": TEXT(analyzer=text),
+        "title": STORED(),
+        "summary": STORED(),
         "authors": TEXT(analyzer=text),
         "concepts": KEYWORD(lowercase=True, scorable=False),
         "data": STORED(),

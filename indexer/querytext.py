@@ -34,7 +34,13 @@ QUERY_FIELDS: dict[str, str | None] = {
     "side": "sides",
     "protocol": "protocols",
 }
-FIELD_ALIASES = {"author": "authors", "condition": "indication"}
+FIELD_ALIASES = {
+    "author": "authors",
+    "condition": "indication",
+    "title": "text",
+    "summary": "text",
+    "body": "text",
+}
 UPPER_VALUES = {"level", "class"}
 # Dropped from unquoted words only: they would otherwise be required terms (phrases keep them).
 STOP_WORDS = frozenset(

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from whoosh import highlight, spelling
+from whoosh import query as wq
 from whoosh.qparser import MultifieldParser
-from whoosh.query import And, Every, Or, Term
-from whoosh.sorting import Count, FieldFacet
+from whoosh.reading import TermNotFound
 
 from . import index as idx
-from .documents import FACETS, MULTI_VALUED, reference_id
+from .documents import FACETS, reference_id
+from .facets import SORT_COLUMNS, FacetStore
 from .models import LEVEL_LABELS, Verification
 from .querytext import CJK, QueryError, Understood, understand
 from .vocab import Vocabularies
@@ -27,7 +29,7 @@ from .vocab import Vocabularies
 log = logging.getLogger(__name__)
 
 SORTS = ("evidence", "relevance", "year")
-SEARCH_FIELDS = ("title", "summary", "body", "authors")
+SEARCH_FIELDS = ("text", "authors")
 MAX_PAGE_SIZE = 100
 FACET_VOCABULARY = {
     "indication": "indications",
@@ -46,10 +48,6 @@ LEVEL_FACET_LABELS = {
     "below-A": "Below Level A",
     "below-B": "Below Level B",
     "below-C": "Below Level C",
-}
-SORT_KEYS = {
-    "evidence": ("level_rank", "class_rank", "year_sort"),
-    "year": ("year_sort", "level_rank", "class_rank"),
 }
 
 
@@ -185,6 +183,17 @@ class _Opened:
     vocab: Vocabularies
     generation: str
     spelling_words: list[str]
+    store: FacetStore
+    labels: dict[tuple[str, str], str] = field(default_factory=dict)
+    postings: dict[tuple[str, Any], Any] = field(default_factory=dict)
+    local: threading.local = field(default_factory=threading.local)
+
+    def searcher(self) -> Any:
+        """This thread's searcher (Whoosh searchers are not thread-safe; opening one costs ~15 ms)."""
+        searcher = getattr(self.local, "searcher", None)
+        if searcher is None:
+            searcher = self.local.searcher = self.ix.searcher()
+        return searcher
 
 
 _OPEN: dict[Path, _Opened] = {}
@@ -205,11 +214,32 @@ def open_index(index_dir: Path) -> _Opened:
                 {w for name, _, _ in vocab.names() for w in name.split() if w.isalpha()}
                 | set(_read_json(generation / idx.SPELLING) if (generation / idx.SPELLING).is_file() else [])
             )
-            opened = _Opened(idx.open_generation(generation), vocab, generation.name, words)
+            ix = idx.open_generation(generation)
+            opened = _Opened(ix, vocab, generation.name, words, _facet_store(ix))
             for stale in [p for p in _OPEN if p.parent == generation.parent]:
                 del _OPEN[stale]
             _OPEN[generation] = opened
         return opened
+
+
+def _facet_store(ix: Any) -> FacetStore:
+    """Facet postings and sort columns of a generation, read once into NumPy arrays."""
+    with ix.searcher() as searcher:
+        reader = searcher.reader()
+        size = reader.doc_count_all()
+        alive = np.zeros(size, dtype=bool)
+        alive[np.fromiter(reader.all_doc_ids(), dtype=np.int64)] = True
+        postings: dict[str, dict[str, Any]] = {}
+        for name in FACETS:
+            postings[name] = {
+                term.decode("utf-8"): np.fromiter(reader.postings(name, term).all_ids(), dtype=np.int32)
+                for term in reader.lexicon(name)
+            }
+        columns = {}
+        for name in {c for keys in SORT_COLUMNS.values() for c in keys}:
+            column = reader.column_reader(name)
+            columns[name] = np.fromiter((column[i] for i in range(size)), dtype=np.int32, count=size)
+    return FacetStore(size, alive, postings, columns)
 
 
 def _read_json(path: Path) -> Any:
@@ -253,58 +283,103 @@ def _parser(schema: Any) -> MultifieldParser:
     return MultifieldParser(list(SEARCH_FIELDS), schema=schema)
 
 
-def _filter_query(filters: Mapping[str, tuple[str, ...]], skip: str | None = None) -> Any:
-    parts = [Or([Term(name, v) for v in values]) for name, values in filters.items() if name != skip]
-    return And(parts) if parts else None
-
-
-def _facet(name: str) -> FieldFacet:
-    return FieldFacet(name, allow_overlap=name in MULTI_VALUED, maptype=Count)
-
-
 def _run(opened: _Opened, query: Query, understood: Understood) -> Results:
-    schema = opened.ix.schema
-    parsed = _parser(schema).parse(understood.text) if understood.text else Every()
+    store, searcher = opened.store, opened.searcher()
+    parsed = _parser(opened.ix.schema).parse(understood.text) if understood.text else None
     filters = query.filter_map
-    with opened.ix.searcher() as searcher:
-        plain = [f for f in FACETS if f not in filters]
-        kwargs: dict[str, Any] = {
-            "filter": _filter_query(filters),
-            "groupedby": {f: _facet(f) for f in plain},
-            "limit": query.page * query.page_size,
-        }
-        if query.sort in SORT_KEYS:
-            kwargs["sortedby"] = [FieldFacet(k) for k in SORT_KEYS[query.sort]]
-        results = searcher.search(parsed, **kwargs)
-        results.fragmenter = highlight.ContextFragmenter(maxchars=220, surround=60)
-        results.formatter = _SegmentFormatter()
-        counts = {f: results.groups(f) for f in plain}
-        for name in filters:  # disjunctive counts: a facet's own filter does not narrow its counts
-            other = searcher.search(
-                parsed, filter=_filter_query(filters, skip=name), groupedby={name: _facet(name)}, limit=1
-            )
-            counts[name] = other.groups(name)
-        start = (query.page - 1) * query.page_size
-        hits = tuple(_hit(h, query.sort) for h in results[start : start + query.page_size])
-        total = len(results)
-        suggestion = None
-        if total == 0 and query.text and not CJK.search(query.text):
-            suggestion = _suggest(searcher, opened, query.text, kwargs["filter"])
-        facets = _facets(counts, filters, opened.vocab, searcher)
-    return Results(
-        query,
-        hits,
-        total,
-        facets,
-        suggestion,
-        understood.text,
-        tuple(
-            {"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label}
-            for e in understood.expansions
-        ),
-        None,
-        opened.generation,
+    base = _match(opened, searcher, parsed) if parsed is not None else store.alive
+    matched = store.filtered(base, filters)
+    counts = {f: store.counts(f, matched) for f in FACETS if f not in filters}
+    for name in filters:  # disjunctive counts: a facet's own filter does not narrow its counts
+        counts[name] = store.counts(name, store.filtered(base, filters, skip=name))
+    total = int(np.count_nonzero(matched))
+    start = (query.page - 1) * query.page_size
+    page, scores = _page(searcher, store, parsed, matched, query, start)
+    terms = _highlight_terms(searcher, parsed)
+    hits = tuple(_hit(searcher, d, query.sort, scores.get(d), terms) for d in page)
+    suggestion = None
+    if total == 0 and query.text and not CJK.search(query.text):
+        within = store.filtered(store.alive, filters) if filters else None
+        suggestion = _suggest(searcher, opened, query.text, within)
+    expansions = tuple(
+        {"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label}
+        for e in understood.expansions
     )
+    facets = _facets(counts, filters, opened, searcher)
+    return Results(
+        query, hits, total, facets, suggestion, understood.text, expansions, None, opened.generation
+    )
+
+
+def _match(opened: _Opened, searcher: Any, node: Any) -> Any:
+    """Documents matching a parsed query, as a mask.
+
+    Terms and AND/OR/NOT are evaluated with NumPy over posting lists cached per generation
+    (a word's postings are read once); phrases, wildcards and ranges go to Whoosh.
+    """
+    store = opened.store
+    if isinstance(node, wq.Term):
+        return store.mask_of(_postings(opened, searcher, node.fieldname, node.text))
+    if isinstance(node, wq.And):
+        mask = store.alive.copy()
+        for child in node.subqueries:
+            mask &= _match(opened, searcher, child)
+        return mask
+    if isinstance(node, wq.Or) and not node.minmatch:
+        mask = np.zeros(store.size, dtype=bool)
+        for child in node.subqueries:
+            mask |= _match(opened, searcher, child)
+        return mask
+    if isinstance(node, wq.Not):
+        return store.alive & ~_match(opened, searcher, node.query)
+    if isinstance(node, wq.AndNot):
+        return _match(opened, searcher, node.a) & ~_match(opened, searcher, node.b)
+    if node is wq.NullQuery:
+        return np.zeros(store.size, dtype=bool)
+    return store.mask_of(searcher.docs_for_query(node))
+
+
+POSTINGS_CACHE_SIZE = 20_000
+
+
+def _postings(opened: _Opened, searcher: Any, field: str, text: Any) -> Any:
+    key = (field, text)
+    cached = opened.postings.get(key)
+    if cached is None:
+        try:
+            cached = np.fromiter(searcher.reader().postings(field, text).all_ids(), dtype=np.int64)
+        except TermNotFound:
+            cached = np.zeros(0, dtype=np.int64)
+        if len(opened.postings) >= POSTINGS_CACHE_SIZE:
+            opened.postings.clear()
+        opened.postings[key] = cached
+    return cached
+
+
+def _page(
+    searcher: Any, store: FacetStore, parsed: Any, matched: Any, query: Query, start: int
+) -> tuple[list[int], dict[int, float]]:
+    """Doc numbers of the requested page, and scores when sorting by relevance."""
+    if query.sort == "relevance" and parsed is not None:
+        allowed = set(np.flatnonzero(matched).tolist())
+        results = searcher.search(parsed, limit=start + query.page_size, filter=allowed)
+        top = [(hit.docnum, hit.score) for hit in results[start : start + query.page_size]]
+        return [d for d, _ in top], dict(top)
+    order = store.ordered(matched, "year" if query.sort == "year" else "evidence")
+    return order[start : start + query.page_size].tolist(), {}
+
+
+def _highlight_terms(searcher: Any, parsed: Any) -> frozenset[str]:
+    """Analysed query words of the text field, to mark in summaries."""
+    if parsed is None:
+        return frozenset()
+    terms = parsed.existing_terms(searcher.reader(), phrases=True, expand=True)
+    return frozenset(
+        text.decode("utf-8") if isinstance(text, bytes) else text for field, text in terms if field == "text"
+    )
+
+
+FRAGMENTER = highlight.ContextFragmenter(maxchars=220, surround=60)
 
 
 class _SegmentFormatter(highlight.Formatter):
@@ -328,18 +403,22 @@ def _segments(marked: str) -> tuple[tuple[Segment, ...], ...]:
     return tuple(fragments)
 
 
-def _hit(hit: Any, sort: str) -> Hit:
-    stored = dict(hit.fields())
-    marked = hit.highlights("summary", top=2) or hit.highlights("title", top=1)
+def _hit(searcher: Any, docnum: int, sort: str, score: float | None, terms: frozenset[str]) -> Hit:
+    stored = dict(searcher.stored_fields(docnum))
     data = stored.pop("data", {}) or {}
+    summary = stored.get("summary", "")
+    marked = ""
+    if terms and summary:
+        analyzer = searcher.schema["text"].analyzer
+        marked = highlight.highlight(summary, terms, analyzer, FRAGMENTER, _SegmentFormatter(), top=2)
     return Hit(
         stored["id"],
         stored.get("type", ""),
         stored.get("title", ""),
-        stored.get("summary", ""),
+        summary,
         _segments(marked) if marked else (),
-        rank_reason(stored, sort, hit.score),
-        hit.score if sort == "relevance" else None,
+        rank_reason(stored, sort, score),
+        score if sort == "relevance" else None,
         stored,
         data,
     )
@@ -367,16 +446,19 @@ def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None
 def _facets(
     counts: Mapping[str, Mapping[str, int]],
     filters: Mapping[str, tuple[str, ...]],
-    vocab: Vocabularies,
+    opened: _Opened,
     searcher: Any,
 ) -> dict[str, list[FacetValue]]:
     out: dict[str, list[FacetValue]] = {}
+    labels = opened.labels
     for name in FACETS:
         values = {k: v for k, v in (counts.get(name) or {}).items() if k}
         for selected in filters.get(name, ()):
             values.setdefault(selected, 0)
         items = [
-            FacetValue(v, facet_label(name, v, vocab, searcher), n, v in filters.get(name, ()))
+            FacetValue(
+                v, _cached_label(labels, name, v, opened.vocab, searcher), n, v in filters.get(name, ())
+            )
             for v, n in values.items()
         ]
         key = (lambda f: f.value) if name in ("level", "class") else (lambda f: (-f.count, f.label))
@@ -387,6 +469,15 @@ def _facets(
             items.sort(key=key)
         out[name] = items
     return out
+
+
+def _cached_label(
+    cache: dict[tuple[str, str], str], name: str, value: str, vocab: Vocabularies, searcher: Any
+) -> str:
+    key = (name, value)
+    if key not in cache:
+        cache[key] = facet_label(name, value, vocab, searcher)
+    return cache[key]
 
 
 def facet_label(name: str, value: str, vocab: Vocabularies, searcher: Any = None) -> str:
@@ -411,7 +502,7 @@ def facet_label(name: str, value: str, vocab: Vocabularies, searcher: Any = None
     return value
 
 
-def _suggest(searcher: Any, opened: _Opened, text: str, filter_query: Any) -> str | None:
+def _suggest(searcher: Any, opened: _Opened, text: str, within: Any) -> str | None:
     """A corrected query string that finds something, from indexed words and vocabulary names."""
     try:
         parsed = _parser(opened.ix.schema).parse(text)
@@ -424,10 +515,12 @@ def _suggest(searcher: Any, opened: _Opened, text: str, filter_query: Any) -> st
         return None
     try:
         rewritten = understand(correction.string, opened.vocab).text
-        found = searcher.search(_parser(opened.ix.schema).parse(rewritten), filter=filter_query, limit=1)
+        docs = opened.store.mask_of(searcher.docs_for_query(_parser(opened.ix.schema).parse(rewritten)))
     except QueryError:
         return None
-    return correction.string if found.scored_length() else None
+    if within is not None:
+        docs &= within
+    return correction.string if docs.any() else None
 
 
 def rulesets(index_dir: Path) -> list[dict[str, Any]]:
@@ -452,7 +545,5 @@ def iter_hits(index_dir: Path, query: Query) -> Any:
 
 def get_document(index_dir: Path, doc_id: str) -> dict[str, Any] | None:
     """The stored fields of one record, reference or page, or None."""
-    opened = open_index(index_dir)
-    with opened.ix.searcher() as searcher:
-        stored = searcher.document(id=doc_id)
+    stored = open_index(index_dir).searcher().document(id=doc_id)
     return dict(stored) if stored else None
