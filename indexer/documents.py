@@ -360,10 +360,18 @@ def _record_fields(record: Study | Recommendation | Knowledge) -> dict[str, Any]
     return dict(plain(record))
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def plain(value: Any) -> Any:
     """Dataclasses as dicts, tuples as lists; like dataclasses.asdict without its deep copies."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in fields(value) if f.name != "lines"}
+    if value is None or isinstance(value, str | int | float):
+        return value
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value) if f.name != "lines")
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     if isinstance(value, dict):
