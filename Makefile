@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test setup setup-test lint bench
+.PHONY: serve test setup setup-test system-deps lint bench
 
 $(BIN)/tmskb: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,15 @@ $(BIN)/tmskb: pyproject.toml
 
 setup: $(BIN)/tmskb
 
-setup-test: setup
+setup-test: setup system-deps
 	$(BIN)/pip install --quiet -e '.[test]'
+
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+system-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	fi
 
 serve: setup
 	$(BIN)/tmskb serve
