@@ -33,4 +33,6 @@ lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/mypy
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/index_build.py
+	$(BIN)/python bench/http_search.py

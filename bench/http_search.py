@@ -11,7 +11,8 @@ For each N (indexed records, as bench/index_build.py counts them) the script
   1. writes the synthetic KB with index_build.generate, builds our index with
      cli.ensure_index, and loads the very same documents (documents.build_documents) into a
      SQLite table `records` with an FTS5 index on title, summary, body (porter stemming, as
-     our analyzer stems; multi-valued facet fields joined with spaces);
+     our analyzer stems; multi-valued facet fields joined with spaces; when the documents carry
+     one combined `text` field instead of `body`, body is that text minus title and summary);
   2. starts `tmskb serve` (waitress, 8 threads) and `datasette serve DB` (its defaults) on
      free 127.0.0.1 ports and waits until both answer; both are always stopped at the end;
   3. builds a seeded list of requests (single words and two-word queries in bands of document
@@ -27,7 +28,9 @@ For each N (indexed records, as bench/index_build.py counts them) the script
      one keep-alive connection per server (http.client), wall time including reading the whole
      body, the three variants interleaved per request (their order rotating per request);
   5. prints p50/p95/mean/max, errors, response sizes and ours/Datasette ratios, per query kind,
-     our slowest requests re-timed, and how the hit counts of the two systems compare.
+     our slowest requests re-timed, how the hit counts of the two systems compare, the load
+     average around the timed loop, and a hash of indexer/ + app.py (warning if it changed
+     during a size: the servers import the code when they start).
 
 Target at N = 10 000: our p95 <= the p95 of the faster Datasette variant (ratio <= 1.0).
 Only 127.0.0.1 is contacted.
@@ -101,7 +104,8 @@ FILTER_FIELDS = ("level", "type", "indication", "protocol", "class")
 MIX = (
     ("word-common", 0.10),
     ("word-medium", 0.09),
-    ("word-rare", 0.09),
+    ("word-rare", 0.05),
+    ("citation-key", 0.04),
     ("two-words", 0.17),
     ("phrase", 0.07),
     ("filter-1", 0.14),
@@ -126,6 +130,22 @@ def _joined(value: Any) -> str | None:
     return value or None
 
 
+def _body(doc: dict[str, Any]) -> str:
+    """The document's body text. Documents either carry `body`, or one `text` field that is
+    title + summary + body joined with spaces (then title and summary are cut off its front)."""
+    if "body" in doc:
+        return str(doc["body"] or "")
+    text = str(doc.get("text") or "")
+    for part in (doc.get("title"), doc.get("summary")):
+        if part and text.startswith(part):
+            text = text[len(part) :].lstrip()
+    return text
+
+
+def _column(doc: dict[str, Any], name: str) -> str | None:
+    return _body(doc) or None if name == "body" else _joined(doc.get(name))
+
+
 def build_sqlite(docs: list[dict[str, Any]], db: Path) -> float:
     """Table `records` with the documents' columns plus an external-content FTS5 index."""
     import sqlite_utils
@@ -133,9 +153,10 @@ def build_sqlite(docs: list[dict[str, Any]], db: Path) -> float:
     db.unlink(missing_ok=True)
     started = time.perf_counter()
     database = sqlite_utils.Database(db)
-    rows = [{c: _joined(d.get(c)) for c in COLUMNS} for d in docs]
-    database["records"].insert_all(rows, pk="id", columns={c: str for c in COLUMNS}, batch_size=2000)
-    database["records"].enable_fts(
+    rows = [{c: _column(d, c) for c in COLUMNS} for d in docs]
+    table = database.table("records")
+    table.insert_all(rows, pk="id", columns={c: str for c in COLUMNS}, batch_size=2000)
+    table.enable_fts(
         ["title", "summary", "body"],
         create_triggers=False,
         tokenize="porter unicode61 remove_diacritics 2",
@@ -160,9 +181,9 @@ def corpus_of(docs: list[dict[str, Any]]) -> Corpus:
     bigram_pool: list[str] = []
     facet_values: dict[str, list[str]] = {f: [] for f in FILTER_FIELDS}
     for d in docs:
-        words = set()
-        for name in ("title", "summary", "body"):
-            words.update(w.lower() for w in WORD.findall(d.get(name) or ""))
+        words: set[str] = set()
+        for text in (d.get("title"), d.get("summary"), _body(d)):
+            words.update(w.lower() for w in WORD.findall(text or ""))
         df.update(words)
         tokens = re.findall(r"[a-z]{3,}", (d.get("summary") or "").lower())
         for a, b in zip(tokens, tokens[1:], strict=False):
@@ -228,13 +249,19 @@ class Req:
 
 
 def _bands(corpus: Corpus) -> dict[str, list[str]]:
-    """Searchable words by document frequency: rare <= 0.5%, medium 2-15%, common >= 25%."""
+    """Searchable tokens by document frequency. The synthetic text has a small vocabulary, so
+    "rare" words are the alphabetic words in <= 2% of documents (at least the 5 rarest), and
+    "key" tokens are citation keys (letters and digits, in <= 2 documents: their reference)."""
     n = len(corpus.docs)
     ok = {w: c for w, c in corpus.df.items() if w not in STOP_WORDS}
-    rare = sorted(w for w, c in ok.items() if c <= max(2, n * 0.005))
-    medium = sorted(w for w, c in ok.items() if n * 0.02 <= c <= n * 0.15)
-    common = sorted(w for w, c in ok.items() if c >= n * 0.25)
-    return {"rare": rare, "medium": medium, "common": common, "all": sorted(ok)}
+    alpha = {w: c for w, c in ok.items() if w.isalpha()}
+    rare = sorted(w for w, c in alpha.items() if c <= n * 0.02)
+    if len(rare) < 5:
+        rare = sorted(alpha, key=lambda w: (alpha[w], w))[:5]
+    keys = sorted(w for w, c in ok.items() if c <= 2 and not w.isalpha())
+    medium = sorted(w for w, c in alpha.items() if n * 0.02 < c <= n * 0.15)
+    common = sorted(w for w, c in alpha.items() if c >= n * 0.25)
+    return {"rare": rare, "key": keys, "medium": medium, "common": common, "all": sorted(alpha)}
 
 
 def _typo(rng: random.Random, word: str) -> str:
@@ -245,10 +272,26 @@ def _typo(rng: random.Random, word: str) -> str:
 def make_requests(corpus: Corpus, count: int, seed: int) -> list[Req]:
     rng = random.Random(seed)
     bands = _bands(corpus)
-    text_words = bands["medium"] + bands["common"]
+    bands["text"] = text_words = bands["medium"] + bands["common"]
+    decks: dict[str, list[str]] = {}
 
     def word(band: str) -> str:
-        return rng.choice(bands[band] or bands["all"])
+        """Drawn without replacement until the band is used up, so repeats are rare."""
+        deck = decks.get(band)
+        if not deck:
+            deck = decks[band] = list(bands[band] or bands["all"])
+            rng.shuffle(deck)
+        return deck.pop()
+
+    def cooccurring() -> str:
+        """Two words of one document's title or summary (mostly a query with hits)."""
+        doc = rng.choice(corpus.docs)
+        text = f"{doc.get('title') or ''} {doc.get('summary') or ''}".lower()
+        words = sorted({w for w in WORD.findall(text) if w.isalpha() and w not in STOP_WORDS})
+        if len(words) < 2:
+            return f"{word('medium')} {word('common')}"
+        a, b = rng.sample(words, 2)
+        return f"{a} {b}"
 
     def filters(k: int) -> list[tuple[str, str]]:
         fields = rng.sample(FILTER_FIELDS, k)
@@ -261,27 +304,31 @@ def make_requests(corpus: Corpus, count: int, seed: int) -> list[Req]:
             return Req(kind, word("medium"))
         if kind == "word-rare":
             return Req(kind, word("rare"))
+        if kind == "citation-key":
+            return Req(kind, word("key"))
         if kind == "two-words":
+            if rng.random() < 0.6:
+                return Req(kind, cooccurring())
             a, b = rng.choice(
-                [("common", "medium"), ("medium", "medium"), ("common", "common"), ("medium", "rare")]
+                [("common", "medium"), ("medium", "medium"), ("common", "common"), ("rare", "medium")]
             )
             return Req(kind, f"{word(a)} {word(b)}")
         if kind == "phrase":
             return Req(kind, f'"{rng.choice(corpus.bigrams)}"')
         if kind == "filter-1":
-            return Req(kind, rng.choice(text_words), filters(1))
+            return Req(kind, word("text"), filters(1))
         if kind == "filter-2":
-            return Req(kind, rng.choice(text_words), filters(2))
+            return Req(kind, word("text"), filters(2))
         if kind == "filter-only":
             return Req(kind, "", filters(rng.randint(1, 2)))
         if kind == "sort-year":
-            return Req(kind, rng.choice(text_words), filters(1) if rng.random() < 0.3 else [], sort="year")
+            return Req(kind, word("text"), filters(1) if rng.random() < 0.3 else [], sort="year")
         if kind == "sort-relevance":
-            return Req(kind, rng.choice(text_words), sort="relevance")
+            return Req(kind, word("text"), sort="relevance")
         if kind == "page-2":
             return Req(kind, word("common"), sort=rng.choice(["evidence", "evidence", "year"]), page=2)
         if kind == "typo":
-            candidates = [w for w in text_words if len(w) >= 6 and w.isalpha()]
+            candidates = [w for w in text_words if len(w) >= 6]
             for _ in range(50):
                 t = _typo(rng, rng.choice(candidates))
                 if t not in corpus.df:
@@ -371,6 +418,7 @@ class Client:
         self.reconnects = 0
 
     def get(self, path: str) -> tuple[int, bytes, float]:
+        """(status, body, seconds); status 0 and the error as body if it failed twice."""
         for attempt in (1, 2):
             t = time.perf_counter()
             try:
@@ -382,7 +430,7 @@ class Client:
                 self.conn = http.client.HTTPConnection(HOST, self.port, timeout=60)
                 self.reconnects += 1
                 if attempt == 2:
-                    raise RuntimeError(f"GET {path} failed twice: {exc}") from exc
+                    return 0, f"{type(exc).__name__}: {exc}".encode(), time.perf_counter() - t
                 continue
             elapsed = time.perf_counter() - t
             if resp.will_close:
@@ -426,6 +474,8 @@ class SizeResult:
     retimed: list[tuple[int, list[float], list[float], list[float]]]
     reconnects: dict[str, int]
     dropped_page2: int = 0
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before/after the timed loop
+    code: tuple[str, str] = ("", "")  # code_state() before generating and after the timed loop
 
 
 def _parse(variant: str, status: int, body: bytes) -> tuple[int | None, str]:
@@ -468,6 +518,7 @@ def _page2_tokens(reqs: list[Req], ds: Client, corpus: Corpus, seed: int) -> tup
 
 
 def measure(n: int, base: Path, n_requests: int, seed: int) -> SizeResult:
+    code_before = code_state()
     root = base / f"kb-{n}"
     evidence = round(n / RECORDS_PER_EVIDENCE)
     t = time.perf_counter()
@@ -545,12 +596,24 @@ def measure(n: int, base: Path, n_requests: int, seed: int) -> SizeResult:
             for v in VARIANTS:
                 client_of[v].get(r.url(v))
         samples: dict[str, list[Sample]] = {v: [] for v in VARIANTS}
+        load_before = os.getloadavg()[0]
         for i, r in enumerate(reqs):
             order = VARIANTS[i % 3 :] + VARIANTS[: i % 3]
             for v in order:
                 status, body, seconds = client_of[v].get(r.url(v))
+                if status == 0:  # no HTTP answer: record it, and stop if the server is gone
+                    samples[v].append(Sample(0, seconds, 0, None, body.decode()))
+                    server = ours if v == "ours" else dset
+                    if server.proc is not None and server.proc.poll() is not None:
+                        raise RuntimeError(
+                            f"{server.name} died (exit code {server.proc.returncode}) at request {i} "
+                            f"{r.describe()}: {body.decode()}\n{server.tail()}"
+                        )
+                    continue
                 total, note = _parse(v, status, body)
                 samples[v].append(Sample(status, seconds, len(body), total, note))
+        load_after = os.getloadavg()[0]
+        code_after = code_state()
         # Diagnostics: our five slowest requests, re-timed 5 times each (all three variants).
         slow = sorted(range(len(reqs)), key=lambda i: -samples["ours"][i].seconds)[:5]
         retimed = []
@@ -581,6 +644,8 @@ def measure(n: int, base: Path, n_requests: int, seed: int) -> SizeResult:
         retimed,
         reconnects,
         dropped,
+        (load_before, load_after),
+        (code_before, code_after),
     )
 
 
@@ -604,6 +669,22 @@ def ms(x: float) -> str:
     return f"{x * 1000:.1f}"
 
 
+def code_state() -> str:
+    """Short hash of the code under test (indexer/, app.py) and when it was last modified: the
+    servers import it at start-up, so an edit during a run means a mixed measurement."""
+    import hashlib
+
+    files = sorted([REPO / "app.py", *(REPO / "indexer").rglob("*.py"), *(REPO / "indexer").rglob("*.json")])
+    digest = hashlib.sha256()
+    newest = 0.0
+    for path in files:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+            newest = max(newest, path.stat().st_mtime)
+    when = datetime.fromtimestamp(newest, UTC).strftime("%H:%M:%S UTC")
+    return f"{digest.hexdigest()[:12]} (newest file modified {when})"
+
+
 def machine_info() -> list[str]:
     from importlib.metadata import version
 
@@ -623,6 +704,7 @@ def machine_info() -> list[str]:
     return [
         f"date    : {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}",
         f"machine : nproc {nproc}, CPU {model}, {platform.system()} {platform.release()}",
+        f"load    : {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15-min load average at start)",
         f"python  : {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
         f"versions: {libs}, SQLite {sqlite3.sqlite_version}",
     ]
@@ -659,8 +741,8 @@ def report(r: SizeResult) -> None:
         if codes:
             first = next(i for i, s in enumerate(r.samples[v]) if s.status != 200)
             print(
-                f"  {v}: non-200 {dict(codes)}; first: {r.reqs[first].describe()} -> "
-                f"{r.samples[v][first].note}"
+                f"  {v}: non-200 (0 = no HTTP answer) {dict(codes)}; "
+                f"first: {r.reqs[first].describe()} -> {r.samples[v][first].note}"
             )
         timed_out = [i for i, s in enumerate(r.samples[v]) if s.note.startswith("facets timed out")]
         if timed_out:
@@ -673,14 +755,22 @@ def report(r: SizeResult) -> None:
     fastest = min(("datasette-default", "datasette-nosuggest"), key=lambda d: stats[d]["p95"])
     ratio = stats["ours"]["p95"] / stats[fastest]["p95"]
     verdict = "PASS" if ratio <= 1.0 else "FAIL"
+    failed = {v: sum(1 for s in r.samples[v] if s.status != 200 or s.total is None) for v in VARIANTS}
+    if any(failed.values()):
+        verdict = f"INVALID (failed requests: {failed})"
     scope = "target" if r.n == TARGET_N else "(target applies at N=10000)"
     print(
         f"{scope}: our p95 {ms(stats['ours']['p95'])} ms vs fastest Datasette ({fastest}) p95 "
         f"{ms(stats[fastest]['p95'])} ms -> ratio {ratio:.2f}" + (f": {verdict}" if r.n == TARGET_N else "")
     )
+    if r.code[0] != r.code[1]:
+        print(f"WARNING: the code under test changed during this size: {r.code[0]} -> {r.code[1]}")
+    else:
+        print(f"code under test: {r.code[0]}")
     print(
         f"servers answered after: ours {r.startup['ours']:.1f} s, datasette {r.startup['datasette']:.1f} s; "
-        f"reconnects {r.reconnects}"
+        f"reconnects {r.reconnects}; 1-min load average {r.load[0]:.2f} before, {r.load[1]:.2f} after "
+        f"the timed loop (this benchmark alone keeps about 1 process busy)"
     )
 
     print("\nby kind, p50 / p95 ms:")
@@ -717,16 +807,19 @@ def report(r: SizeResult) -> None:
         print(f"  {' | '.join(cells)}  [{r.reqs[i].kind}] {r.reqs[i].describe()}")
 
     pairs = [
-        (r.samples["ours"][i].total, r.samples["datasette-default"][i].total)
-        for i in range(len(r.reqs))
-        if r.samples["ours"][i].total is not None and r.samples["datasette-default"][i].total is not None
+        (a, b)
+        for a, b in (
+            (r.samples["ours"][i].total, r.samples["datasette-default"][i].total) for i in range(len(r.reqs))
+        )
+        if a is not None and b is not None
     ]
     same = sum(1 for a, b in pairs if a == b)
     ratios = [b / a for a, b in pairs if a]
     print(
         f"\nhit counts: equal in {same}/{len(pairs)} requests; Datasette/ours median "
         f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}); "
-        f"zero hits: ours {sum(1 for a, _ in pairs if a == 0)}, Datasette {sum(1 for _, b in pairs if b == 0)}"
+        f"zero hits: ours {sum(1 for a, _ in pairs if a == 0)}, "
+        f"Datasette {sum(1 for _, b in pairs if b == 0)}"
         if ratios
         else "\nhit counts: none comparable"
     )
