@@ -34,7 +34,7 @@ from whoosh.support.charset import accent_map
 from .documents import MULTI_VALUED
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
@@ -70,18 +70,25 @@ def _cache_missing_columns() -> None:
 _cache_missing_columns()
 
 
-def spelling_words(docs: list[dict[str, Any]]) -> list[str]:
-    """Every word of the searchable text, for "did you mean" (sorted, lower case)."""
-    words: set[str] = set()
+def spelling_words(docs: list[dict[str, Any]]) -> dict[str, int]:
+    """Every word of the searchable text with the number of documents holding it ("did you mean")."""
+    counts: dict[str, int] = {}
     for doc in docs:
-        for name in ("title", "summary", "text", "authors"):
-            words.update(w.lower() for w in WORD.findall(doc.get(name) or ""))
-    return sorted(words)
+        words = {w.lower() for name in ("text", "authors") for w in WORD.findall(doc.get(name) or "")}
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def analyzer() -> Any:
     """Words, lower-cased, accent-folded, stemmed; no stop words so phrases stay exact."""
     return RegexTokenizer(TOKEN_PATTERN) | LowercaseFilter() | CharsetFilter(accent_map) | StemFilter()
+
+
+def spelling_schema() -> Schema:
+    """The searchable fields without stemming: "did you mean" compares whole words, not stems."""
+    words = RegexTokenizer(TOKEN_PATTERN) | LowercaseFilter() | CharsetFilter(accent_map)
+    return Schema(text=TEXT(analyzer=words), authors=TEXT(analyzer=words))
 
 
 def make_schema() -> Schema:

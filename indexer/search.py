@@ -182,7 +182,7 @@ class _Opened:
     ix: Any
     vocab: Vocabularies
     generation: str
-    spelling_words: list[str]
+    spelling_words: dict[str, int]
     store: FacetStore
     labels: dict[tuple[str, str], str] = field(default_factory=dict)
     postings: dict[tuple[str, Any], Any] = field(default_factory=dict)
@@ -210,10 +210,12 @@ def open_index(index_dir: Path) -> _Opened:
         if opened is None:
             vocab_json = generation / idx.VOCAB
             vocab = Vocabularies.from_json(_read_json(vocab_json)) if vocab_json.is_file() else Vocabularies()
-            words = sorted(
-                {w for name, _, _ in vocab.names() for w in name.split() if w.isalpha()}
-                | set(_read_json(generation / idx.SPELLING) if (generation / idx.SPELLING).is_file() else [])
-            )
+            spelling_file = generation / idx.SPELLING
+            words = dict(_read_json(spelling_file)) if spelling_file.is_file() else {}
+            for name, _, _ in vocab.names():
+                for word in name.split():
+                    if word.isalpha():
+                        words.setdefault(word, 1)
             ix = idx.open_generation(generation)
             opened = _Opened(ix, vocab, generation.name, words, _facet_store(ix))
             for stale in [p for p in _OPEN if p.parent == generation.parent]:
@@ -502,11 +504,30 @@ def facet_label(name: str, value: str, vocab: Vocabularies, searcher: Any = None
     return value
 
 
+class _WordCorrector(spelling.Corrector):
+    """Whoosh's list corrector, but a known word stays as it is, and among equally close words
+    the one in more documents wins (Whoosh alone would turn 'pain' into 'main')."""
+
+    def __init__(self, frequencies: dict[str, int]) -> None:
+        self.frequencies = frequencies
+        self.inner = spelling.ListCorrector(sorted(frequencies))
+
+    def suggest(self, text: str, limit: int = 5, maxdist: int = 2, prefix: int = 0) -> list[str]:
+        if text in self.frequencies:
+            return [text]
+        found = list(self.inner._suggestions(text, maxdist, prefix))  # (-distance, word)
+        found.sort(key=lambda item: (-item[0], -self.frequencies.get(item[1], 0), item[1]))
+        return [word for _, word in found[:limit]]
+
+
+_SPELLING_PARSER = MultifieldParser(["text", "authors"], schema=idx.spelling_schema())
+
+
 def _suggest(searcher: Any, opened: _Opened, text: str, within: Any) -> str | None:
     """A corrected query string that finds something, from indexed words and vocabulary names."""
     try:
-        parsed = _parser(opened.ix.schema).parse(text)
-        corrector = spelling.ListCorrector(opened.spelling_words)
+        parsed = _SPELLING_PARSER.parse(text)
+        corrector = _WordCorrector(opened.spelling_words)
         correction = searcher.correct_query(parsed, text, correctors={f: corrector for f in SEARCH_FIELDS})
     except Exception:  # a suggestion is optional; never let it break a search
         log.debug("spelling suggestion failed for %r", text, exc_info=True)

@@ -112,10 +112,20 @@ def test_year_sort(index_dir: Path) -> None:
     assert years == sorted(years, reverse=True)
 
 
-def test_spelling_suggestion(index_dir: Path) -> None:
-    results = search(index_dir, Query.make("fibromyalgai"))
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [
+        ("fibromyalgai", "fibromyalgia"),
+        ("derpession", "depression"),  # swapped letters: words are compared unstemmed
+        ("prefrontal fibromyalgai", "prefrontal fibromyalgia"),  # the correct word is kept
+        ("stimulaton motor", "stimulation motor"),
+    ],
+)
+def test_spelling_suggestion(index_dir: Path, typed: str, suggested: str) -> None:
+    results = search(index_dir, Query.make(typed))
     assert results.total == 0
-    assert results.suggestion == "fibromyalgia"
+    assert results.suggestion == suggested
+    assert search(index_dir, Query.make(suggested)).total > 0
 
 
 def test_understood_query_shows_expansion(index_dir: Path) -> None:
