@@ -14,6 +14,9 @@ from werkzeug.exceptions import HTTPException
 from indexer.citations import STYLES, format_reference
 from indexer.documents import REFERENCE_PREFIX
 from indexer.evidence import evidence_table
+from indexer.export import EXTENSIONS as EXPORT_EXTENSIONS
+from indexer.export import FORMATS as EXPORT_FORMATS
+from indexer.export import ExportError, export_bytes
 from indexer.models import LEVEL_LABELS, Verification
 from indexer.querytext import QUERY_FIELDS
 from indexer.search import (
@@ -44,6 +47,17 @@ FACET_TITLES = {
     "guideline": "Guideline",
     "verification": "Verification",
 }
+EXPORT_LINKS = (
+    ("CSV", "csv"),
+    ("TSV", "tsv"),
+    ("JSON", "json"),
+    ("JSON Lines", "jsonl"),
+    ("Markdown", "md"),
+    ("LaTeX", "tex"),
+    ("BibTeX", "bib"),
+    ("RIS", "ris"),
+    ("CSL-JSON", "csl.json"),
+)
 OPENAPI = Path(__file__).with_name("openapi.json")
 
 
@@ -77,6 +91,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             "verification_label": _verification_label,
             "url_for_query": _url,
             "reference_prefix": REFERENCE_PREFIX,
+            "export_links": EXPORT_LINKS,
+            "export_url": _export_url,
         }
 
     @app.get("/")
@@ -144,6 +160,27 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         groups = evidence_table(index_dir(), query)
         return jsonify({"ok": True, "groups": [_plain(g) for g in groups]})
 
+    @app.get("/search.<ext>")
+    def search_export(ext: str) -> Any:
+        return _export(ext, "records", "search")
+
+    @app.get("/evidence.<ext>")
+    def evidence_export(ext: str) -> Any:
+        return _export(ext, "evidence", "evidence")
+
+    def _export(ext: str, table: str, stem: str) -> Any:
+        """A streamed download of the page's query (same parameters as the page; page ignored)."""
+        fmt = EXPORT_EXTENSIONS.get(ext)
+        if fmt is None:
+            abort(404, description=f"No export format '{ext}'")
+        try:
+            chunks = export_bytes(index_dir(), current_query(), fmt, table)
+        except ExportError as exc:
+            return _json_error(400, str(exc))
+        response = Response(chunks, content_type=EXPORT_FORMATS[fmt].mimetype)
+        response.headers["Content-Disposition"] = f'attachment; filename="tmskb-{stem}.{ext}"'
+        return response
+
     @app.get("/api/openapi.json")
     def openapi() -> Any:
         return Response(OPENAPI.read_text("utf-8"), mimetype="application/json")
@@ -186,6 +223,12 @@ def _url(endpoint: str, query: Query, **changes: Any) -> str:
     """A page URL for `query` with `changes` (page=2, sort='year', ...)."""
     params = query.to_params(**changes)
     return url_for(endpoint) + (f"?{urlencode(params)}" if params else "")
+
+
+def _export_url(endpoint: str, ext: str, query: Query) -> str:
+    """The download URL of `query` in the format with extension `ext` (all pages)."""
+    params = query.to_params(page=1)
+    return url_for(endpoint, ext=ext) + (f"?{urlencode(params)}" if params else "")
 
 
 def _verification_label(value: str) -> str:

@@ -13,7 +13,7 @@ import click
 
 from . import documents, pipeline
 from . import index as idx
-from .documents import FACETS, plain
+from .documents import FACETS
 from .search import SORTS, IndexMissing, Query, Results, search
 from .settings import Settings
 
@@ -123,7 +123,7 @@ def ensure_index(settings: Settings, *, force: bool = False, quiet: bool = False
     kb = pipeline.load(settings)
     report_problems(kb)
     docs = documents.build_documents(kb)
-    extra = {idx.VOCAB: kb.vocab.to_json(), idx.RULESETS: [plain(r) for r in kb.rulesets.values()]}
+    extra = documents.index_extras(kb)
     if quiet:
         return idx.build_index(docs, settings.index_dir, fingerprint=fingerprint, extra=extra, force=force)
     with click.progressbar(length=len(docs), label="Indexing", file=sys.stderr) as bar:
@@ -317,3 +317,64 @@ def serve(root: Path | None, index_dir: Path | None, host: str, port: int, threa
         threads=threads,
         ident="tmskb",
     )
+
+
+@cli.command("export")
+@click.argument("text", required=False, default="")
+@facet_options
+@click.option("--sort", type=click.Choice(SORTS), default="evidence", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(
+        ["csv", "tsv", "json", "jsonl", "markdown", "latex", "xlsx", "bibtex", "ris", "csljson"]
+    ),
+    required=True,
+    help="Output format (docs/export.md); bibtex, ris and csljson export the cited references.",
+)
+@click.option(
+    "--table",
+    type=click.Choice(["records", "evidence"]),
+    default="records",
+    show_default=True,
+    help="records: one row per hit; evidence: the evidence table's recommendation rows.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE atomically instead of stdout.",
+)
+@ROOT_OPTION
+@INDEX_OPTION
+def export_command(
+    text: str,
+    sort: str,
+    fmt: str,
+    table: str,
+    output: Path | None,
+    root: Path | None,
+    index_dir: Path | None,
+    **facets: tuple[str, ...],
+) -> None:
+    """Export every hit of a search (or the evidence table) as a file; stdout gets only data.
+
+    Example: tmskb export "neuropathic pain" --level A --format csv --output np.csv
+    """
+    from .api import open_kb
+    from .export import ExportError, write_atomic
+
+    kb = open_kb(root, index_dir)
+    filters = parse_filters(facets)
+    try:
+        chunks = kb.export_bytes(fmt, text, table=table, sort=sort, **filters)
+    except (ExportError, IndexMissing) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        if output is not None:
+            write_atomic(output, chunks)
+            return
+        for chunk in chunks:
+            click.echo(chunk, nl=False)  # bytes go to the binary stdout, unchanged
+    except (ExportError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,579 @@
+"""Exports of a search or an evidence table: one streaming layer for the CLI, the web and scripts.
+
+`export(index_dir, query, fmt, table)` checks the query first (raising ExportError, so callers can
+fail before writing anything), then returns a generator of chunks: `str` for the text formats,
+`bytes` for xlsx. Records are read page by page through search.iter_hits, so an export never
+holds the whole result in memory (the evidence table is sorted by evidence.evidence_table, which
+holds the recommendations of the view; that table is small).
+
+The column schema is documented in docs/export.md; change it there and in RECORD_COLUMNS /
+EVIDENCE_COLUMNS together.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .citations import csl_item
+from .documents import REFERENCE_PREFIX
+from .evidence import evidence_table
+from .search import Query, iter_hits, open_index, search
+from .vocab import Vocabularies
+
+JOINER = "; "
+TABLES = ("records", "evidence")
+CLASSES = ("I", "II", "III", "IV")
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "id",
+    "type",
+    "title",
+    "citation",
+    "year",
+    "indication",
+    "indication_label",
+    "target",
+    "side",
+    "protocol",
+    "coil",
+    "direction",
+    "published_level",
+    "published_level_bound",
+    "computed_level",
+    "computed_level_status",
+    "level_ruleset",
+    "class",
+    "class_basis",
+    "class_ruleset",
+    "verification",
+    "guideline",
+    "references",
+    "doi",
+    "pmid",
+    "source_location",
+    "source_url",
+    "summary",
+)
+EVIDENCE_COLUMNS: tuple[str, ...] = (
+    "indication",
+    "indication_label",
+    "id",
+    "protocol",
+    "target",
+    "side",
+    "coil",
+    "outcome",
+    "population",
+    "published_level",
+    "direction",
+    "guideline",
+    "guideline_year",
+    "studies_class_I",
+    "studies_class_II",
+    "studies_class_III",
+    "studies_class_IV",
+    "studies_unclassified",
+    "supporting_studies",
+    "computed_level",
+    "level_ruleset",
+    "verification",
+    "references",
+    "source_location",
+)
+# The LaTeX table is for a paper: a few columns that fit a page (docs/export.md).
+LATEX_COLUMNS = {
+    "records": (
+        "id",
+        "type",
+        "title",
+        "citation",
+        "year",
+        "published_level",
+        "computed_level",
+        "class",
+        "verification",
+    ),
+    "evidence": (
+        "indication_label",
+        "protocol",
+        "target",
+        "published_level",
+        "guideline",
+        "studies_class_I",
+        "studies_class_II",
+        "studies_class_III",
+        "studies_class_IV",
+        "computed_level",
+    ),
+}
+LATEX_WIDE = {"title": "p{0.3\\linewidth}"}  # wrapped columns; the others are "l"
+# Multi-valued columns are lists in json/jsonl (and the Python API) and joined with "; " elsewhere.
+MULTI_VALUED = frozenset(
+    {
+        "indication",
+        "indication_label",
+        "target",
+        "side",
+        "protocol",
+        "coil",
+        "guideline",
+        "references",
+        "supporting_studies",
+    }
+)
+
+
+class ExportError(ValueError):
+    """The export cannot be made (bad query, unknown format or table); nothing was produced."""
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    extension: str
+    mimetype: str
+    kind: str  # "table" (records or evidence rows) or "references"
+    binary: bool = False
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("csv", "csv", "text/csv; charset=utf-8", "table"),
+        Format("tsv", "tsv", "text/tab-separated-values; charset=utf-8", "table"),
+        Format("json", "json", "application/json", "table"),
+        Format("jsonl", "jsonl", "application/x-ndjson", "table"),
+        Format("markdown", "md", "text/markdown; charset=utf-8", "table"),
+        Format("latex", "tex", "application/x-tex; charset=utf-8", "table"),
+        Format(
+            "xlsx", "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "table", True
+        ),
+        Format("bibtex", "bib", "application/x-bibtex; charset=utf-8", "references"),
+        Format("ris", "ris", "application/x-research-info-systems; charset=utf-8", "references"),
+        Format("csljson", "csl.json", "application/vnd.citationstyles.csl+json", "references"),
+    )
+}
+EXTENSIONS = {f.extension: f.name for f in FORMATS.values()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def check(index_dir: Path, query: Query, fmt: str, table: str = "records") -> None:
+    """Raise ExportError if the export cannot be made (IndexMissing passes through)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
+    if table not in TABLES:
+        raise ExportError(f"unknown table '{table}' (expected one of {', '.join(TABLES)})")
+    if fmt == "xlsx":
+        try:
+            import openpyxl  # noqa: F401
+        except ImportError:
+            raise ExportError("xlsx needs openpyxl: pip install 'tms-evidence-kb[export]'") from None
+    probe = search(index_dir, replace(query, page=1, page_size=1))
+    if not probe.ok:
+        raise ExportError(f"bad query: {probe.error}")
+
+
+def export(index_dir: Path, query: Query, fmt: str, table: str = "records") -> Iterator[str | bytes]:
+    """Check now, then stream the export chunk by chunk."""
+    check(index_dir, query, fmt, table)
+    return _stream(index_dir, query, fmt, table)
+
+
+def export_bytes(index_dir: Path, query: Query, fmt: str, table: str = "records") -> Iterator[bytes]:
+    """export() with text encoded as UTF-8 (what the web and the CLI send)."""
+    chunks = export(index_dir, query, fmt, table)
+    return (c if isinstance(c, bytes) else c.encode("utf-8") for c in chunks)
+
+
+def write_atomic(path: Path, chunks: Iterable[str | bytes]) -> None:
+    """Write chunks to a temporary file next to `path`, then os.replace it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def columns(table: str) -> tuple[str, ...]:
+    return EVIDENCE_COLUMNS if table == "evidence" else RECORD_COLUMNS
+
+
+def rows(index_dir: Path, query: Query, table: str = "records") -> Iterator[dict[str, Any]]:
+    """The exported rows as dicts (multi-valued columns as lists), in export order."""
+    vocab = open_index(index_dir).vocab
+    if table == "evidence":
+        for row, data in _evidence_rows(index_dir, query):
+            yield evidence_row(row, data, vocab)
+    else:
+        for hit in iter_hits(index_dir, query):
+            yield record_row(hit.id, hit.type, hit.title, hit.summary, hit.fields, hit.data, vocab)
+
+
+def references(index_dir: Path, query: Query, table: str = "records") -> Iterator[dict[str, Any]]:
+    """Stored data of the references behind the exported rows, de-duplicated, in row order."""
+    from .search import get_document
+
+    seen: set[str] = set()
+    for row in rows(index_dir, query, table):
+        for key in row["references"]:
+            if key in seen:
+                continue
+            seen.add(key)
+            doc = get_document(index_dir, REFERENCE_PREFIX + key)
+            if doc and doc.get("data"):
+                yield doc["data"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+
+
+def _labels(vocab: Vocabularies, vocabulary: str, ids: Iterable[str]) -> list[str]:
+    return [vocab.label(vocabulary, i) for i in ids]
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def record_row(
+    doc_id: str,
+    kind: str,
+    title: str,
+    summary: str,
+    fields: dict[str, Any],
+    data: dict[str, Any],
+    vocab: Vocabularies,
+) -> dict[str, Any]:
+    """One hit as a flat record (RECORD_COLUMNS)."""
+    record = data.get("record") or {}
+    source = record.get("source") or {}
+    row: dict[str, Any] = dict.fromkeys(RECORD_COLUMNS, "")
+    row.update(
+        {
+            "id": doc_id,
+            "type": kind,
+            "title": title,
+            "summary": summary,
+            "year": fields.get("year") or "",
+            "verification": fields.get("verification") or "",
+            "source_location": source.get("location") or "",
+            "source_url": source.get("url") or "",
+        }
+    )
+    for name in MULTI_VALUED & set(RECORD_COLUMNS):
+        row[name] = []
+    indications: list[str] = []
+    cited: dict[str, Any] = {}
+    if kind == "reference":
+        ref_fields = data.get("fields") or {}
+        row["citation"] = data.get("short") or ""
+        row["references"] = [data.get("key", "")]
+        row["doi"] = ref_fields.get("doi") or ""
+        row["pmid"] = ref_fields.get("pmid") or ""
+        row["source_url"] = ref_fields.get("url") or ""
+        row["source_location"] = f"{data.get('path', '')}:{data.get('line', '')}".strip(":")
+    elif kind == "study":
+        arms = data.get("arms") or []
+        indications = list(record.get("condition") or [])
+        row["target"] = _unique(t for a in arms for t in a.get("target", []))
+        row["side"] = _unique(s for a in arms for s in a.get("side", []))
+        row["protocol"] = _unique(p for a in arms for p in a.get("protocol", []))
+        row["coil"] = _unique(c for a in arms for c in a.get("coil", []))
+        grade = data.get("class") or {}
+        row["class"] = grade.get("cls") or ""
+        row["class_basis"] = grade.get("basis") or ""
+        row["class_ruleset"] = grade.get("ruleset") or ""
+        row["guideline"] = [g for g in str(fields.get("guideline") or "").split() if g]
+        cited = data.get("reference") or {}
+        row["references"] = _unique([cited.get("key") or record.get("reference") or ""])
+    elif kind == "recommendation":
+        indications = [record["indication"]] if record.get("indication") else []
+        for name in ("target", "side", "protocol", "coil"):
+            row[name] = list(record.get(name) or [])
+        row["direction"] = record.get("direction") or ""
+        row["published_level"] = record.get("level") or ""
+        row["published_level_bound"] = record.get("level_bound") or ""
+        computed = data.get("computed") or {}
+        row["computed_level"] = computed.get("level") or ""
+        row["computed_level_status"] = computed.get("status") or ""
+        row["level_ruleset"] = computed.get("ruleset") or ""
+        cited = data.get("guideline") or {}
+        row["guideline"] = _unique([record.get("guideline") or ""])
+        row["references"] = _unique([cited.get("key") or record.get("guideline") or ""])
+    elif kind == "knowledge":
+        indications = list(record.get("indication") or [])
+        cites = data.get("references") or []
+        row["citation"] = JOINER.join(c.get("short", "") for c in cites if c)
+        row["references"] = _unique(record.get("references") or [])
+    if cited:
+        row["citation"] = cited.get("short") or ""
+        row["doi"] = cited.get("doi") or ""
+        row["pmid"] = cited.get("pmid") or ""
+    row["indication"] = indications
+    row["indication_label"] = _labels(vocab, "indications", indications)
+    return row
+
+
+def _evidence_rows(index_dir: Path, query: Query) -> Iterator[tuple[Any, dict[str, Any]]]:
+    from .search import get_document
+
+    for group in evidence_table(index_dir, query):
+        for row in group.rows:
+            doc = get_document(index_dir, row.id) or {}
+            yield row, doc.get("data") or {}
+
+
+def evidence_row(row: Any, data: dict[str, Any], vocab: Vocabularies) -> dict[str, Any]:
+    """One evidence-table row (EVIDENCE_COLUMNS)."""
+    record = data.get("record") or {}
+    indication = record.get("indication") or ""
+    by_class = row.studies_by_class
+    guideline = (data.get("guideline") or {}).get("key") or record.get("guideline") or ""
+    return {
+        "indication": [indication] if indication else [],
+        "indication_label": [vocab.label("indications", indication)] if indication else [],
+        "id": row.id,
+        "protocol": [p for p in row.protocol.split(" + ") if p],
+        "target": [t for t in row.target.split(", ") if t],
+        "side": [s for s in row.side.split(", ") if s],
+        "coil": [c for c in row.coil.split(", ") if c],
+        "outcome": row.outcome,
+        "population": row.population,
+        "published_level": row.level,
+        "direction": row.direction,
+        "guideline": row.guideline,
+        "guideline_year": row.guideline_year,
+        **{f"studies_class_{c}": by_class.get(c, 0) for c in CLASSES},
+        "studies_unclassified": sum(n for c, n in by_class.items() if c not in CLASSES),
+        "supporting_studies": [s.get("id", "") for s in data.get("supporting") or []],
+        "computed_level": row.computed_level or "",
+        "level_ruleset": row.ruleset or "",
+        "verification": row.verification,
+        "references": [guideline] if guideline else [],
+        "source_location": row.source_location,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers
+
+
+def _stream(index_dir: Path, query: Query, fmt: str, table: str) -> Iterator[str | bytes]:
+    spec = FORMATS[fmt]
+    if spec.kind == "references":
+        yield from _REFERENCE_WRITERS[fmt](references(index_dir, query, table))
+    else:
+        yield from _TABLE_WRITERS[fmt](rows(index_dir, query, table), columns(table), table)
+
+
+def cell(value: Any) -> str:
+    """A value as text: lists joined with '; ', None as ''."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return JOINER.join(str(v) for v in value)
+    return str(value)
+
+
+def _csv(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(cols)
+    for n, record in enumerate(records, start=1):
+        writer.writerow([cell(record[c]) for c in cols])
+        if n % 200 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _tsv_cell(value: Any) -> str:
+    return cell(value).replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def _tsv(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[str]:
+    yield "\t".join(cols) + "\n"
+    for record in records:
+        yield "\t".join(_tsv_cell(record[c]) for c in cols) + "\n"
+
+
+def _json(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[str]:
+    first = True
+    for record in records:
+        yield ("[\n" if first else ",\n") + json.dumps(record, ensure_ascii=False)
+        first = False
+    yield "[]\n" if first else "\n]\n"
+
+
+def _jsonl(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[str]:
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _md_cell(value: Any) -> str:
+    text = cell(value).replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(text.split())
+
+
+def _markdown(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[str]:
+    yield "| " + " | ".join(cols) + " |\n"
+    yield "|" + "|".join(" --- " for _ in cols) + "|\n"
+    for record in records:
+        yield "| " + " | ".join(_md_cell(record[c]) for c in cols) + " |\n"
+
+
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text for a LaTeX document (UTF-8 input assumed: accents and CJK are kept)."""
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in " ".join(text.split()))
+
+
+def _latex(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[str]:
+    chosen = LATEX_COLUMNS[table]
+    yield "% Requires \\usepackage{booktabs} and \\usepackage{longtable}; UTF-8 input.\n"
+    spec = "".join(LATEX_WIDE.get(c, "l") for c in chosen)
+    yield "\\begin{longtable}{" + spec + "}\n\\toprule\n"
+    header = " & ".join(latex_escape(c) for c in chosen) + " \\\\\n\\midrule\n"
+    yield header + "\\endhead\n"
+    for record in records:
+        yield " & ".join(latex_escape(cell(record[c])) for c in chosen) + " \\\\\n"
+    yield "\\bottomrule\n\\end{longtable}\n"
+
+
+def _xlsx(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[bytes]:
+    from openpyxl import Workbook  # optional extra, checked by check()
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(table)
+    sheet.append(list(cols))
+    for record in records:
+        sheet.append([record[c] if isinstance(record[c], int) else cell(record[c]) for c in cols])
+    with tempfile.TemporaryFile() as tmp:  # openpyxl writes a zip; stream it back in chunks
+        workbook.save(tmp)
+        tmp.seek(0)
+        while chunk := tmp.read(64 * 1024):
+            yield chunk
+
+
+def _bibtex(refs: Iterable[dict[str, Any]]) -> Iterator[str]:
+    for n, data in enumerate(refs):
+        yield ("\n" if n else "") + data.get("raw", "").strip() + "\n"
+
+
+RIS_TYPES = {
+    "article": "JOUR",
+    "inproceedings": "CPAPER",
+    "misc": "GEN",
+    "book": "BOOK",
+    "incollection": "CHAP",
+    "phdthesis": "THES",
+    "techreport": "RPRT",
+    "online": "ELEC",
+}
+
+
+def ris_entry(data: dict[str, Any]) -> dict[str, Any]:
+    """A reference document's data as a rispy entry."""
+    fields: dict[str, str] = data.get("fields") or {}
+    entry: dict[str, Any] = {"type_of_reference": RIS_TYPES.get(data.get("entry_type", ""), "GEN")}
+    entry["id"] = data.get("key", "")
+    authors = []
+    for a in data.get("authors") or []:
+        if a["last"].lower() == "others" and not a["first"]:
+            continue
+        last = f"{a['von']} {a['last']}".strip()
+        name = f"{last}, {a['first']}" if a["first"] else last
+        authors.append(f"{name}, {a['jr']}" if a.get("jr") else name)
+    if authors:
+        entry["authors"] = authors
+    simple = {
+        "title": "title",
+        "journal": "journal_name",
+        "booktitle": "secondary_title",
+        "year": "year",
+        "volume": "volume",
+        "number": "number",
+        "doi": "doi",
+        "publisher": "publisher",
+    }
+    for bib, ris in simple.items():
+        if fields.get(bib):
+            entry[ris] = fields[bib]
+    pages = fields.get("pages", "").replace("--", "–")
+    if pages:
+        start, _, end = pages.partition("–")
+        entry["start_page"] = start.strip()
+        if end.strip():
+            entry["end_page"] = end.strip()
+    if fields.get("pmid"):
+        entry["accession_number"] = f"PMID:{fields['pmid']}"
+    if fields.get("url"):
+        entry["urls"] = [fields["url"]]
+    if fields.get("note"):
+        entry["notes"] = [fields["note"]]
+    return entry
+
+
+def _ris(refs: Iterable[dict[str, Any]]) -> Iterator[str]:
+    import rispy
+
+    for n, data in enumerate(refs):
+        text = rispy.dumps([ris_entry(data)])
+        yield ("\n" if n else "") + text.removeprefix("1.\n").strip("\n") + "\n"
+
+
+def _csljson(refs: Iterable[dict[str, Any]]) -> Iterator[str]:
+    first = True
+    for data in refs:
+        yield ("[\n" if first else ",\n") + json.dumps(csl_item(data), ensure_ascii=False)
+        first = False
+    yield "[]\n" if first else "\n]\n"
+
+
+_TABLE_WRITERS: dict[str, Callable[..., Iterator[Any]]] = {
+    "csv": _csv,
+    "tsv": _tsv,
+    "json": _json,
+    "jsonl": _jsonl,
+    "markdown": _markdown,
+    "latex": _latex,
+    "xlsx": _xlsx,
+}
+_REFERENCE_WRITERS: dict[str, Callable[..., Iterator[str]]] = {
+    "bibtex": _bibtex,
+    "ris": _ris,
+    "csljson": _csljson,
+}
