@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ def build_documents(kb: KB) -> list[dict[str, Any]]:
     for rec in kb.recommendations.values():
         for sid in rec.supporting_studies:
             guidelines_of.setdefault(sid, []).append(rec.guideline)
-    docs = [_reference_doc(kb, ref, cited_by.get(ref.key, [])) for ref in kb.references.values()]
+    docs = [reference_document(ref, cited_by.get(ref.key, [])) for ref in kb.references.values()]
     comparisons = kb.comparisons()
     for record in kb.records:
         if isinstance(record, Study):
@@ -64,6 +65,36 @@ def build_documents(kb: KB) -> list[dict[str, Any]]:
     for doc in docs:
         doc["hash"] = content_hash(doc)
     return docs
+
+
+def known_references(references: Iterable[Reference]) -> list[dict[str, Any]]:
+    """What duplicate detection needs about each reference, saved with each index generation."""
+    out = []
+    for r in references:
+        first = f"{r.authors[0].von} {r.authors[0].last}".strip() if r.authors else ""
+        out.append(
+            {
+                "key": r.key,
+                "doi": r.doi,
+                "pmid": r.pmid,
+                "pmcid": r.pmcid,
+                "title": r.title,
+                "year": r.fields.get("year", ""),
+                "first_author": first,
+            }
+        )
+    return out
+
+
+def index_extras(kb: KB) -> dict[str, Any]:
+    """JSON files stored beside each generation, so the app and `tmskb add` need not read kb/."""
+    from . import index as idx
+
+    return {
+        idx.VOCAB: kb.vocab.to_json(),
+        idx.RULESETS: [plain(r) for r in kb.rulesets.values()],
+        idx.KNOWN: known_references(kb.references.values()),
+    }
 
 
 def content_hash(doc: dict[str, Any]) -> str:
@@ -142,7 +173,8 @@ def _base(
     }
 
 
-def _reference_doc(kb: KB, ref: Reference, cited_by: list[str]) -> dict[str, Any]:
+def reference_document(ref: Reference, cited_by: list[str]) -> dict[str, Any]:
+    """The index document of one BibTeX entry (it needs nothing else from the KB)."""
     title = ref.title or f"{ref.short}, {ref.venue}".strip(", ")
     summary = f"{ref.short}. {ref.venue}".strip()
     doc = _base(

@@ -39,6 +39,7 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 RULESETS = "rulesets.json"
+KNOWN = "references.json"  # what duplicate detection needs about each reference
 # Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
 TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
 SPELLING = "spelling.json"
@@ -215,11 +216,62 @@ def build_index(
         _write_json(tmp / SPELLING, spelling_words(docs))
         for filename, payload in extra.items():
             _write_json(tmp / filename, payload)
-        final = index_dir / name
-        os.rename(tmp, final)
-        _swap(index_dir, name)
-        _remove_old(index_dir, keep={name, previous.name if previous else ""})
+        _publish(index_dir, tmp, name, previous)
     return BuildReport(name, *counts, full=full, seconds=time.perf_counter() - started)
+
+
+def _publish(index_dir: Path, tmp: Path, name: str, previous: Path | None) -> None:
+    """Make a finished temporary generation current; keep the previous one for open readers."""
+    os.rename(tmp, index_dir / name)
+    _swap(index_dir, name)
+    _remove_old(index_dir, keep={name, previous.name if previous else ""})
+
+
+def add_documents(
+    docs: list[dict[str, Any]], index_dir: Path, *, fingerprint: str, extra: dict[str, Callable[[Any], Any]]
+) -> BuildReport | None:
+    """Add documents to a copy of the current generation and make it current.
+
+    For writes that change nothing else (a new reference): no re-parse, no full build. `extra`
+    maps a JSON file of the generation to a function updating its content. Returns None when
+    there is no current index of this schema (build one instead).
+    """
+    started = time.perf_counter()
+    with writer_lock(index_dir):
+        _remove_stale(index_dir)
+        previous = current_dir(index_dir)
+        manifest = read_manifest(previous) if previous else {}
+        if previous is None or manifest.get("schema") != SCHEMA_VERSION:
+            return None
+        number = int(manifest["generation_number"]) + 1
+        name = f"gen-{number:06d}"
+        tmp = index_dir / f"{name}.tmp-{os.getpid()}"
+        shutil.copytree(previous, tmp)
+        writer = whoosh_index.open_dir(str(tmp)).writer()
+        for doc in docs:
+            writer.update_document(**_to_fields(doc))
+        writer.commit(merge=False)
+        hashes = {**manifest["hashes"], **{d["id"]: d["hash"] for d in docs}}
+        manifest.update(
+            fingerprint=fingerprint,
+            generation=name,
+            generation_number=number,
+            count=len(hashes),
+            hashes=hashes,
+            built=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        _write_json(tmp / MANIFEST, manifest)
+        words = json.loads((tmp / SPELLING).read_text("utf-8")) if (tmp / SPELLING).is_file() else {}
+        for word, count in spelling_words(docs).items():
+            words[word] = words.get(word, 0) + count
+        _write_json(tmp / SPELLING, words)
+        for filename, update in extra.items():
+            path = tmp / filename
+            _write_json(path, update(json.loads(path.read_text("utf-8")) if path.is_file() else None))
+        _publish(index_dir, tmp, name, previous)
+    return BuildReport(
+        name, len(docs), 0, 0, len(hashes) - len(docs), full=False, seconds=time.perf_counter() - started
+    )
 
 
 def _to_fields(doc: dict[str, Any]) -> dict[str, Any]:
