@@ -378,3 +378,7 @@ def export_command(
             click.echo(chunk, nl=False)  # bytes go to the binary stdout, unchanged
     except (ExportError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# The commands that write to the KB live in their own module; importing it registers them.
+from . import cli_write  # noqa: E402, F401

@@ -20,7 +20,7 @@ from .models import (
 )
 
 RECORD_TYPES = ("study", "recommendation", "knowledge")
-NOT_RECORDS = ("vocab", "rulesets")
+NOT_RECORDS = ("vocab", "rulesets", "curation")
 
 
 def record_files(kb_dir: Path) -> Iterator[Path]:

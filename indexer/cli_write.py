@@ -1,0 +1,143 @@
+"""`tmskb add` and `tmskb new`: the commands that write to the knowledge base."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .adding import AddReport, add_references
+from .cli import INDEX_OPTION, ROOT_OPTION, cli, ensure_index, make_settings
+from .models import VERIFICATION_VALUES
+from .skeletons import SKELETONS, skeleton
+
+
+@cli.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(allow_dash=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["bibtex", "ris", "medline"]),
+    help="Input format (default: from the file name or its first line).",
+)
+@click.option(
+    "--verification",
+    type=click.Choice(VERIFICATION_VALUES),
+    default="as-cited",
+    show_default=True,
+    help="How the new references were checked.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be added; write nothing.")
+@click.option("--force", is_flag=True, help="Add suspected duplicates anyway.")
+@click.option(
+    "--not-duplicate",
+    is_flag=True,
+    help="Add suspected duplicates and remember that they are different papers.",
+)
+@ROOT_OPTION
+@INDEX_OPTION
+def add(
+    files: tuple[Path, ...],
+    fmt: str | None,
+    verification: str,
+    dry_run: bool,
+    force: bool,
+    not_duplicate: bool,
+    root: Path | None,
+    index_dir: Path | None,
+) -> None:
+    """Add references from BibTeX, RIS or PubMed MEDLINE (.nbib) files; '-' reads stdin.
+
+    Example: tmskb add pubmed-export.nbib --verification abstract --dry-run
+    """
+    settings = make_settings(root, index_dir)
+    inputs = [_read_input(path) for path in files]
+    report = add_references(
+        settings,
+        inputs,
+        fmt=fmt,
+        verification=verification,
+        force=force,
+        not_duplicate=not_duplicate,
+        dry_run=dry_run,
+    )
+    _report(report, dry_run)
+    if report.written and not report.indexed:
+        ensure_index(settings, quiet=True)
+
+
+def _read_input(path: Path) -> tuple[str, str]:
+    if str(path) == "-":
+        return "<stdin>", sys.stdin.read()
+    try:
+        return str(path), path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise click.ClickException(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _report(report: AddReport, dry_run: bool) -> None:
+    if report.problems:
+        for problem in report.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"Nothing added: {len(report.problems)} problem(s).", err=True)
+        sys.exit(1)
+    if report.refused:
+        for candidate, hits in report.refused:
+            for key, reason in hits:
+                click.echo(
+                    f"{candidate.source}:{candidate.line}: {candidate.label}: suspected duplicate of "
+                    f"{key}: {reason}",
+                    err=True,
+                )
+        click.echo(
+            "Nothing added. Use --force to add anyway, or --not-duplicate to record that they are "
+            "different papers.",
+            err=True,
+        )
+        sys.exit(1)
+    keys = ", ".join(key for key, _ in report.added)
+    if dry_run:
+        click.echo(f"Would add {len(report.added)} reference(s): {keys}")
+        click.echo(report.diff, nl=False)
+        return
+    state = "searchable now" if report.indexed else "index refreshed"
+    click.echo(f"Added {len(report.added)} reference(s): {keys} ({state})")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(sorted(SKELETONS)))
+@click.option(
+    "--ref", "key", required=True, help="BibTeX key the record is about (study) or from (guideline)."
+)
+@click.option("--id", "record_id", help="Record id (default: the key for a study).")
+@ROOT_OPTION
+def new(kind: str, key: str, record_id: str | None, root: Path | None) -> None:
+    """Write a record skeleton with every field and a comment on each, to fill in.
+
+    Example: tmskb new study --ref khedr2005jnnp
+    """
+    settings = make_settings(root)
+    from .bib import parse_bib
+
+    references, _ = parse_bib(settings.bib_path, settings.relative(settings.bib_path))
+    if key not in references:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(references), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else " (add it first with tmskb add)"
+        raise click.ClickException(f"'{key}' is not in references.bib{hint}")
+    record_id = record_id or (key if kind == "study" else None)
+    if not record_id:
+        raise click.ClickException("give --id for a recommendation, e.g. --id lefaucheur2020-np-m1-hf")
+    folder = "studies" if kind == "study" else "recommendations"
+    path = settings.kb_dir / folder / f"{record_id}.yaml"
+    if path.exists():
+        raise click.ClickException(f"{settings.relative(path)} already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(skeleton(kind, record_id, key), encoding="utf-8")
+    click.echo(f"Wrote {settings.relative(path)}: fill in every field, then run tmskb check")
