@@ -188,7 +188,9 @@ def _from_ris(text: str, shown: str) -> tuple[list[Candidate], list[Problem]]:
 def _ris_identifiers(record: dict[str, object], fields: dict[str, str]) -> None:
     """PMID/PMCID as reference managers put them: AN, or 'PMID: n' / 'PMCID: PMCn' in notes or M2/C2."""
     for key in ("accession_number", "notes", "note", "custom2", "custom1"):
-        for value in record.get(key) if isinstance(record.get(key), list) else [record.get(key)]:
+        raw = record.get(key)
+        values: list[object] = list(raw) if isinstance(raw, list) else [raw]
+        for value in values:
             text = str(value or "")
             if key == "accession_number" and PMID_RE.match(text):
                 fields.setdefault("pmid", text)
