@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, Response, abort, jsonify, render_template, request, url_for
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
@@ -25,6 +25,7 @@ from indexer.search import (
     IndexMissing,
     Query,
     get_document,
+    key_aliases,
     rulesets,
     search,
 )
@@ -187,6 +188,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     def _document(doc_id: str) -> dict[str, Any]:
         doc = get_document(index_dir(), doc_id)
+        renamed = key_aliases(index_dir()).get(doc_id.removeprefix(REFERENCE_PREFIX))
+        if doc is None and doc_id.startswith(REFERENCE_PREFIX) and renamed:
+            abort(redirect(url_for(request.endpoint or "record", doc_id=REFERENCE_PREFIX + renamed), 301))
         if doc is None:
             what = "reference with key" if doc_id.startswith(REFERENCE_PREFIX) else "record with id"
             abort(404, description=f"No {what} '{doc_id.removeprefix(REFERENCE_PREFIX)}'")

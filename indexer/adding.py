@@ -24,6 +24,7 @@ import yaml
 from . import index as idx
 from . import pipeline
 from .bib import parse_bib, parse_bib_text
+from .curation import ALIASES, read_aliases, read_not_duplicates, remember_not_duplicates
 from .documents import content_hash, known_references, reference_document
 from .importers import Candidate, read_candidates
 from .models import Problem
@@ -49,7 +50,6 @@ FIELD_ORDER = (
 )
 VERBATIM = ("doi", "url", "pmid", "pmcid")
 TITLE_SIMILARITY = 0.92
-NOT_DUPLICATES = Path("curation") / "not-duplicates.yaml"
 
 
 def ascii_fold(text: str) -> str:
@@ -216,13 +216,20 @@ def append_atomically(bib_path: Path, entries: list[str]) -> bytes:
     old = bib_path.read_bytes()
     separator = b"" if not old or old.endswith(b"\n\n") else (b"\n" if old.endswith(b"\n") else b"\n\n")
     new = old + separator + "\n".join(entries).encode("utf-8")
+    write_atomically(bib_path, new)
+    return new
+
+
+def write_atomically(path: Path, new: bytes) -> None:
+    """Replace a file's content: temporary file in the same directory, fsync, rename, fsync dir."""
+    bib_path = path
     fd, tmp = tempfile.mkstemp(prefix=f".{bib_path.name}.", suffix=".tmp", dir=bib_path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(new)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, bib_path.stat().st_mode & 0o777)
+        os.chmod(tmp, bib_path.stat().st_mode & 0o777 if bib_path.exists() else 0o644)
         os.replace(tmp, bib_path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -233,32 +240,46 @@ def append_atomically(bib_path: Path, entries: list[str]) -> bytes:
         os.fsync(directory)
     finally:
         os.close(directory)
-    return new
 
 
-def read_not_duplicates(kb_dir: Path) -> set[tuple[str, str]]:
-    """(candidate identity, existing key) pairs declared different papers."""
-    path = kb_dir / NOT_DUPLICATES
-    if not path.is_file():
-        return set()
-    data = yaml.safe_load(path.read_text("utf-8")) or {}
-    return {(str(p["new"]), str(p["existing"])) for p in data.get("pairs", [])}
+def rekey(settings: Settings, old: str, new: str) -> list[str]:
+    """Rename a BibTeX key in references.bib and every record citing it; keep `old` as an alias.
 
+    Returns the files changed. Raises ValueError with a user-facing message when it cannot.
+    """
+    from .records import parse_records
+    from .validate import cited_keys
 
-def remember_not_duplicates(kb_dir: Path, pairs: Iterable[tuple[str, str]]) -> None:
-    """Add declared pairs to kb/curation/not-duplicates.yaml (atomically)."""
-    path = kb_dir / NOT_DUPLICATES
-    current = read_not_duplicates(kb_dir) | set(pairs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = "# Pairs a researcher declared to be different papers; `tmskb add` does not raise them again.\n"
-    body += yaml.safe_dump(
-        {"pairs": [{"new": n, "existing": e} for n, e in sorted(current)]},
-        allow_unicode=True,
-        sort_keys=False,
-    )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, path)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:._+-]*", new):
+        raise ValueError(f"'{new}' is not a usable key (letters, digits and :._+- only)")
+    with locked(settings.bib_path):
+        references, problems = parse_bib(settings.bib_path, settings.relative(settings.bib_path))
+        if old not in references:
+            raise ValueError(f"'{old}' is not in references.bib")
+        if new.lower() in {k.lower() for k in references}:
+            raise ValueError(f"'{new}' is already in references.bib")
+        text = settings.bib_path.read_text("utf-8")
+        pattern = re.compile(r"(@\w+\s*[{(]\s*)" + re.escape(old) + r"(\s*,)")
+        if len(pattern.findall(text)) != 1:
+            raise ValueError(f"cannot find the entry header of '{old}' exactly once")
+        changed = {settings.bib_path: pattern.sub(lambda m: m.group(1) + new + m.group(2), text)}
+        records, _, _ = parse_records(settings.kb_dir, settings.root)
+        for record in records:
+            lines = sorted({record.line_of(f) for f, key in cited_keys(record) if key == old})
+            if lines:
+                path = settings.root / record.path
+                body = changed.get(path, path.read_text("utf-8")).split("\n")
+                for line in lines:
+                    body[line - 1] = re.sub(rf"(?<![\w.-]){re.escape(old)}(?![\w.-])", new, body[line - 1])
+                changed[path] = "\n".join(body)
+        aliases = {**read_aliases(settings.kb_dir), old: new}
+        aliases = {k: (new if v == old else v) for k, v in aliases.items()}
+        header = "# Old BibTeX keys renamed with `tmskb rekey`: links and citations to them still resolve.\n"
+        changed[settings.kb_dir / ALIASES] = header + yaml.safe_dump({"aliases": aliases}, sort_keys=True)
+        for path, content in changed.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, content.encode("utf-8"))
+    return [settings.relative(p) for p in changed]
 
 
 @dataclass

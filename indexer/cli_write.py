@@ -141,3 +141,26 @@ def new(kind: str, key: str, record_id: str | None, root: Path | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(skeleton(kind, record_id, key), encoding="utf-8")
     click.echo(f"Wrote {settings.relative(path)}: fill in every field, then run tmskb check")
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@ROOT_OPTION
+@INDEX_OPTION
+def rekey(old: str, new: str, root: Path | None, index_dir: Path | None) -> None:
+    """Rename a BibTeX key everywhere (bibliography and records); the old key stays an alias.
+
+    Example: tmskb rekey khedr2005jnnp khedr2005motor
+    """
+    from .adding import rekey as rename
+
+    settings = make_settings(root, index_dir)
+    try:
+        changed = rename(settings, old, new)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    ensure_index(settings, quiet=True)
+    click.echo(
+        f"Renamed {old} -> {new} in {len(changed)} file(s): {', '.join(changed)}; '{old}' stays an alias"
+    )

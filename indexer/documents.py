@@ -48,11 +48,11 @@ def build_documents(kb: KB) -> list[dict[str, Any]]:
     cited_by: dict[str, list[str]] = {}
     for record in kb.records:
         for key in _keys(record):
-            cited_by.setdefault(key, []).append(record.id)
+            cited_by.setdefault(kb.aliases.get(key, key), []).append(record.id)
     guidelines_of: dict[str, list[str]] = {}
     for rec in kb.recommendations.values():
         for sid in rec.supporting_studies:
-            guidelines_of.setdefault(sid, []).append(rec.guideline)
+            guidelines_of.setdefault(sid, []).append(kb.aliases.get(rec.guideline, rec.guideline))
     docs = [reference_document(ref, cited_by.get(ref.key, [])) for ref in kb.references.values()]
     comparisons = kb.comparisons()
     for record in kb.records:
@@ -94,6 +94,7 @@ def index_extras(kb: KB) -> dict[str, Any]:
         idx.VOCAB: kb.vocab.to_json(),
         idx.RULESETS: [plain(r) for r in kb.rulesets.values()],
         idx.KNOWN: known_references(kb.references.values()),
+        idx.ALIASES: kb.aliases,
     }
 
 
@@ -217,7 +218,7 @@ def _class_data(result: ClassResult | None) -> dict[str, Any]:
 
 
 def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
-    ref = kb.references.get(study.reference)
+    ref = kb.reference(study.reference)
     arms = study.arms
     targets = tuple(dict.fromkeys(t for a in arms for t in a.target))
     sides = tuple(dict.fromkeys(s for a in arms for s in a.side))
@@ -297,7 +298,7 @@ def _names(kb: KB, vocabulary: str, ids: tuple[str, ...]) -> list[str]:
 
 
 def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Comparison | None) -> dict[str, Any]:
-    guideline = kb.references.get(rec.guideline)
+    guideline = kb.reference(rec.guideline)
     indication = kb.vocab.label("indications", rec.indication)
     outcome = kb.vocab.label("outcomes", rec.outcome_domain) if rec.outcome_domain else ""
     protocols = " + ".join(kb.vocab.label("protocols", p).split(" (")[0] for p in rec.protocol)
@@ -363,7 +364,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
 
 def _supporting(kb: KB, sid: str, counted: str | None) -> dict[str, Any]:
     study = kb.studies.get(sid)
-    ref = kb.references.get(study.reference) if study else None
+    ref = kb.reference(study.reference) if study else None
     return {
         "id": sid,
         "short": ref.short if ref else sid,
@@ -383,7 +384,7 @@ def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:
     doc["concepts"] = _concepts(kb, "indication", page.indication)
     doc["data"] = {
         "record": _record_fields(page),
-        "references": [_citation(kb.references.get(k)) for k in page.references],
+        "references": [_citation(kb.reference(k)) for k in page.references],
     }
     return doc
 

@@ -39,7 +39,10 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 RULESETS = "rulesets.json"
-KNOWN = "references.json"  # what duplicate detection needs about each reference
+KNOWN = "references.json"
+ALIASES = (
+    "aliases.json"  # old BibTeX key -> current key  # what duplicate detection needs about each reference
+)
 # Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
 TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
 SPELLING = "spelling.json"

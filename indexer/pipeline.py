@@ -10,6 +10,7 @@ from typing import Any
 
 from . import grading
 from .bib import parse_bib
+from .curation import read_aliases
 from .models import Knowledge, Problem, Recommendation, Record, Reference, Study
 from .records import parse_records, record_files
 from .rulesets import RuleSet, load_rulesets
@@ -31,6 +32,11 @@ class KB:
     classes: dict[str, grading.ClassResult] = field(default_factory=dict)
     levels: dict[str, grading.LevelResult] = field(default_factory=dict)
     ruleset: RuleSet | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def reference(self, key: str) -> Reference | None:
+        """The reference with this key, following `tmskb rekey` aliases."""
+        return self.references.get(key) or self.references.get(self.aliases.get(key, ""))
 
     @cached_property
     def studies(self) -> dict[str, Study]:
@@ -72,8 +78,9 @@ def load(settings: Settings, ruleset_id: str | None = None) -> KB:
     problems += found
     records, found, unreadable = parse_records(kb_dir, settings.root)
     problems += found
-    problems += check(references, records, vocab, unreadable)
-    kb = KB(settings, references, records, vocab, rulesets, sorted(set(problems)))
+    aliases = read_aliases(kb_dir)
+    problems += check(references, records, vocab, unreadable, aliases)
+    kb = KB(settings, references, records, vocab, rulesets, sorted(set(problems)), aliases=aliases)
     kb.ruleset = choose_ruleset(rulesets, ruleset_id)
     if kb.ruleset is not None:
         grade(kb, kb.ruleset)
@@ -119,7 +126,11 @@ def counted_results(kb: KB, rec: Recommendation) -> dict[str, str | None]:
 def source_files(settings: Settings) -> list[Path]:
     """Every file the index is built from, in a stable order."""
     kb_dir = settings.kb_dir
-    extra = [*sorted((kb_dir / "vocab").glob("*.yaml")), *sorted((kb_dir / "rulesets").glob("*.yaml"))]
+    extra = [
+        *sorted((kb_dir / "vocab").glob("*.yaml")),
+        *sorted((kb_dir / "rulesets").glob("*.yaml")),
+        *sorted((kb_dir / "curation").glob("*.yaml")),
+    ]
     return [settings.bib_path, *extra, *record_files(kb_dir)] if kb_dir.is_dir() else [settings.bib_path]
 
 

@@ -544,6 +544,13 @@ def _suggest(searcher: Any, opened: _Opened, text: str, within: Any) -> str | No
     return correction.string if docs.any() else None
 
 
+def key_aliases(index_dir: Path) -> dict[str, str]:
+    """Old BibTeX key -> current key, as renamed with `tmskb rekey` (from the current generation)."""
+    generation = idx.current_dir(index_dir)
+    path = generation / idx.ALIASES if generation else None
+    return dict(_read_json(path)) if path and path.is_file() else {}
+
+
 def rulesets(index_dir: Path) -> list[dict[str, Any]]:
     """The grading rule sets the current generation was graded with (for the About page)."""
     generation = idx.current_dir(index_dir)

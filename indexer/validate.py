@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Iterable, Iterator, Mapping, Set
 
 from .models import Knowledge, Problem, Recommendation, Record, Reference, Study
 from .vocab import FIELD_VOCABULARY, Vocabularies, check_ids
@@ -14,6 +14,7 @@ def check(
     records: list[Record],
     vocab: Vocabularies,
     unreadable: Set[str] = frozenset(),
+    aliases: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """Every cross-file problem: duplicates, unknown keys, unknown terms, broken links.
 
@@ -22,7 +23,7 @@ def check(
     problems = _duplicate_ids(records)
     studies = {r.id for r in records if isinstance(r, Study)}
     for record in records:
-        problems += _key_problems(record, references)
+        problems += _key_problems(record, references, aliases or {})
         problems += _term_problems(record, vocab)
         if isinstance(record, Recommendation):
             problems += _recommendation_problems(record, studies | unreadable)
@@ -50,7 +51,7 @@ def _duplicate_ids(records: list[Record]) -> list[Problem]:
     return problems
 
 
-def _cited_keys(record: Record) -> Iterator[tuple[str, str]]:
+def cited_keys(record: Record) -> Iterator[tuple[str, str]]:
     """(field path, BibTeX key) for every key a record cites."""
     if isinstance(record, Study):
         yield "reference", record.reference
@@ -69,10 +70,12 @@ def _cited_keys(record: Record) -> Iterator[tuple[str, str]]:
         yield "source.reference", record.source.reference
 
 
-def _key_problems(record: Record, references: dict[str, Reference]) -> list[Problem]:
+def _key_problems(
+    record: Record, references: dict[str, Reference], aliases: Mapping[str, str]
+) -> list[Problem]:
     problems = []
-    for field, key in _cited_keys(record):
-        if key not in references:
+    for field, key in cited_keys(record):
+        if key not in references and aliases.get(key) not in references:
             problems.append(
                 Problem(
                     record.path,

@@ -226,3 +226,53 @@ def test_added_document_equals_a_full_rebuild(runner, settings: Settings) -> Non
     manifest = idx.read_manifest(idx.current_dir(settings.index_dir))
     rebuilt = {d["id"]: d["hash"] for d in documents.build_documents(pipeline.load(settings))}
     assert manifest["hashes"] == rebuilt
+
+
+def test_rekey_renames_everywhere_and_keeps_an_alias(runner, settings: Settings) -> None:
+    from app import create_app
+
+    build(settings)
+    before = settings.bib_path.read_text()
+    result = runner.invoke(
+        cli,
+        [
+            "rekey",
+            "alpha2010test",
+            "alpha2010motor",
+            "--root",
+            str(settings.root),
+            "--index-dir",
+            str(settings.index_dir),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    after = settings.bib_path.read_text()
+    assert after == before.replace("@article{alpha2010test,", "@article{alpha2010motor,")
+    study = (settings.kb_dir / "studies" / "alpha2010test.yaml").read_text()
+    assert "reference: alpha2010motor" in study
+    recommendation = (settings.kb_dir / "recommendations" / "guide2020-np-m1-hf.yaml").read_text()
+    assert "alpha2010test" in recommendation  # a study id, not a BibTeX key: unchanged
+    assert pipeline.load(settings).problems == []
+    # An old citation written later still resolves, and old links redirect.
+    old = settings.kb_dir / "studies" / "beta2012test.yaml"
+    old.write_text(old.read_text().replace("reference: beta2012test", "reference: alpha2010test"))
+    assert pipeline.load(settings).problems == []
+    client = create_app({"TESTING": True, "INDEX_DIR": str(settings.index_dir)}).test_client()
+    response = client.get("/records/@alpha2010test")
+    assert response.status_code == 301 and response.headers["Location"].endswith("/records/@alpha2010motor")
+    assert client.get("/records/@alpha2010motor").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("nosuch2020x", "free2020x", "'nosuch2020x' is not in references.bib"),
+        ("alpha2010test", "Beta2012test", "'Beta2012test' is already in references.bib"),
+        ("alpha2010test", "bad key", "'bad key' is not a usable key"),
+    ],
+)
+def test_rekey_refuses_with_a_reason(runner, settings: Settings, old: str, new: str, message: str) -> None:
+    before = settings.bib_path.read_bytes()
+    result = runner.invoke(cli, ["rekey", old, new, "--root", str(settings.root)])
+    assert result.exit_code == 1 and message in result.output
+    assert settings.bib_path.read_bytes() == before
