@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -185,6 +186,8 @@ class _Opened:
     spelling_words: dict[str, int]
     store: FacetStore
     labels: dict[tuple[str, str], str] = field(default_factory=dict)
+    results: OrderedDict[Query, Results] = field(default_factory=OrderedDict)
+    results_lock: threading.Lock = field(default_factory=threading.Lock)
     postings: dict[tuple[str, Any], Any] = field(default_factory=dict)
     local: threading.local = field(default_factory=threading.local)
 
@@ -258,8 +261,11 @@ def search(index_dir: Path, query: Query) -> Results:
         understood = understand(query.text, opened.vocab)
     except QueryError as exc:
         return Results(query, error=str(exc))
+    cached = _cached(opened, query)
+    if cached is not None:
+        return cached
     try:
-        return _run(opened, query, understood)
+        return _remember(opened, query, _run(opened, query, understood))
     except QueryError as exc:
         return Results(query, error=str(exc), generation=opened.generation)
     except Exception as exc:  # the engine must never turn a user's query into a crash
@@ -267,6 +273,26 @@ def search(index_dir: Path, query: Query) -> Results:
         return Results(
             query, error=f"the query could not be run ({type(exc).__name__})", generation=opened.generation
         )
+
+
+RESULTS_CACHE_SIZE = 1024
+
+
+def _cached(opened: _Opened, query: Query) -> Results | None:
+    """Results of an identical query on the same generation (a new generation starts empty)."""
+    with opened.results_lock:
+        results = opened.results.get(query)
+        if results is not None:
+            opened.results.move_to_end(query)
+        return results
+
+
+def _remember(opened: _Opened, query: Query, results: Results) -> Results:
+    with opened.results_lock:
+        opened.results[query] = results
+        while len(opened.results) > RESULTS_CACHE_SIZE:
+            opened.results.popitem(last=False)
+    return results
 
 
 def _check(query: Query) -> None:
