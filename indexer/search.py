@@ -53,7 +53,10 @@ LEVEL_FACET_LABELS = {
 
 
 class IndexMissing(RuntimeError):
-    """There is no built index at the configured place."""
+    """There is no usable index at the configured place."""
+
+
+_BROKEN: dict[Path, str] = {}
 
 
 @dataclass(frozen=True)
@@ -219,8 +222,18 @@ def open_index(index_dir: Path) -> _Opened:
                 for word in name.split():
                     if word.isalpha():
                         words.setdefault(word, 1)
-            ix = idx.open_generation(generation)
-            opened = _Opened(ix, vocab, generation.name, words, _facet_store(ix))
+            if generation in _BROKEN:
+                raise IndexMissing(_BROKEN[generation])
+            try:
+                ix = idx.open_generation(generation)
+                opened = _Opened(ix, vocab, generation.name, words, _facet_store(ix))
+            except Exception as exc:  # a damaged generation: say so once, do not retry per request
+                log.error("cannot open index generation %s: %s", generation, repr(exc))
+                _BROKEN[generation] = (
+                    f"the index in {index_dir} cannot be read ({type(exc).__name__}); "
+                    "rebuild it with 'tmskb index --force'"
+                )
+                raise IndexMissing(_BROKEN[generation]) from None
             for stale in [p for p in _OPEN if p.parent == generation.parent]:
                 del _OPEN[stale]
             _OPEN[generation] = opened
