@@ -5,6 +5,7 @@ References are turned into CSL-JSON items once; citeproc-py does all the formatt
 
 from __future__ import annotations
 
+import html
 import re
 import warnings
 from functools import cache
@@ -85,7 +86,7 @@ def _style(name: str) -> CitationStylesStyle:
 
 
 def format_reference(data: dict[str, Any]) -> dict[str, str]:
-    """{style: HTML} for a reference; citeproc-py escapes the text, so the HTML is safe to embed."""
+    """{style: HTML} for a reference, safe to embed: see _sanitise."""
     item = csl_item(data)
     out = {}
     for name in STYLES:
@@ -95,8 +96,21 @@ def format_reference(data: dict[str, Any]) -> dict[str, str]:
         with warnings.catch_warnings():  # citeproc-py warns about CSL features it does not implement
             warnings.simplefilter("ignore")
             rendered = [str(entry) for entry in bibliography.bibliography()]
-        out[name] = _tidy(" ".join(rendered))
+        out[name] = _sanitise(_tidy(" ".join(rendered)))
     return out
+
+
+SAFE_TAGS = ("i", "b", "sup", "sub")
+
+
+def _sanitise(rendered: str) -> str:
+    """citeproc-py copies field text into its HTML unescaped (a title containing <img onerror>
+    would run), while escaping its own delimiters. Normalise to plain text, escape all of it,
+    and restore only the formatting tags citeproc emits."""
+    text = html.escape(html.unescape(rendered), quote=False)
+    for tag in SAFE_TAGS:
+        text = text.replace(f"&lt;{tag}&gt;", f"<{tag}>").replace(f"&lt;/{tag}&gt;", f"</{tag}>")
+    return text
 
 
 def _tidy(html: str) -> str:

@@ -34,9 +34,39 @@ CHROMIUM_ARGS = [
 ]
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
+XSS_BIB = f"""
+@article{{xss2019ref,
+  author       = {{Payload, Pat and {{{XSS}}}}},
+  title        = {{Payload title {XSS}}},
+  journal      = {{{XSS}}},
+  year         = {{2019}},
+  note         = {{{XSS}}},
+  verification = {{abstract}}
+}}
+"""
+
+XSS_RECOMMENDATION = f"""id: xss-recommendation
+type: recommendation
+guideline: xss2019ref
+indication: fibromyalgia
+outcome_domain: null
+population: '{XSS}'
+target: dlpfc
+side: left
+protocol: hf-rtms
+coil: []
+level: B
+direction: efficacy
+statement: 'Payload recommendation {XSS}'
+supporting_studies: [xss2019test]
+source: {{location: '{XSS}', url: null}}
+verification: abstract
+notes: '{XSS}'
+"""
+
 XSS_STUDY = f"""id: xss2019test
 type: study
-reference: delta2015test
+reference: xss2019ref
 condition: fibromyalgia
 design: parallel-rct
 randomised: true
@@ -80,6 +110,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("browser-kb")
     shutil.copytree(DATA / "kb", root, dirs_exist_ok=True)
     (root / "kb" / "studies" / "xss2019test.yaml").write_text(XSS_STUDY)
+    (root / "kb" / "recommendations" / "xss-recommendation.yaml").write_text(XSS_RECOMMENDATION)
+    with open(root / "references.bib", "a") as bib:
+        bib.write(XSS_BIB)
     port = _free_port()
     tmskb = Path(sys.executable).with_name("tmskb")
     cmd = [str(tmskb), "serve", "--root", str(root), "--index-dir", str(root / "index"), "--port", str(port)]
@@ -210,8 +243,27 @@ def test_malformed_query_is_400_and_the_page_stays_usable(page: Page, server: st
     expect(page.locator("#result-count")).to_have_text("1 result")
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/?q=payload",
+        "/records/xss2019test",
+        "/records/xss-recommendation",
+        "/records/@xss2019ref",
+        "/evidence?q=payload",
+        "/?q=payload&sort=year",
+    ],
+)
+def test_stored_xss_payload_stays_inert_everywhere(page: Page, server: str, path: str) -> None:
+    page.goto(server + path)
+    expect(page.locator("main")).to_be_visible()
+    assert "onerror" in page.locator("main").inner_text() or "<script>" in page.locator("main").inner_text()
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main img[src=x]").count() == 0 and page.locator("main script").count() == 0
+
+
 def test_stored_xss_payload_stays_inert(page: Page, server: str) -> None:
-    page.goto(server + "/?q=payload")
+    page.goto(server + "/?q=payload type:study")
     expect(page.locator("#results .hit")).to_have_count(1)
     expect(page.locator("#results .snippet").first).to_contain_text("<script>")
     page.locator("#results .hit-title a").first.click()
@@ -220,11 +272,31 @@ def test_stored_xss_payload_stays_inert(page: Page, server: str) -> None:
     assert page.evaluate("window.__xss") is None
 
 
-def test_xss_in_query_parameters_stays_inert(page: Page, server: str) -> None:
-    page.goto(server + "/?q=" + urllib.request.quote(XSS) + "&sort=" + urllib.request.quote(XSS))
-    expect(page.locator("#query-error")).to_be_visible()
-    page.goto(server + "/?q=" + urllib.request.quote('"><script>window.__xss=4</script>'))
-    assert page.evaluate("window.__xss") is None
+@pytest.mark.parametrize(
+    "param",
+    [
+        "q",
+        "sort",
+        "page",
+        "type",
+        "level",
+        "direction",
+        "indication",
+        "target",
+        "side",
+        "protocol",
+        "class",
+        "year",
+        "guideline",
+        "verification",
+    ],
+)
+def test_xss_in_every_query_parameter_stays_inert(page: Page, server: str, param: str) -> None:
+    for payload in (XSS, '"><script>window.__xss=4</script>', "javascript:window.__xss=5"):
+        for path in ("/", "/evidence"):
+            page.goto(f"{server}{path}?{param}={urllib.request.quote(payload)}")
+            expect(page.locator("main")).to_be_visible()
+            assert page.evaluate("window.__xss") is None, (param, payload, path)
 
 
 def test_works_without_javascript(browser: Browser, server: str) -> None:

@@ -141,3 +141,21 @@ def test_reflected_parameters_are_escaped(client, param: str) -> None:
 def test_app_is_not_in_debug_mode_when_served() -> None:
     app = create_app()
     assert app.debug is False and app.testing is False
+
+
+def test_citations_escape_every_field() -> None:
+    from indexer.citations import format_reference
+
+    data = {
+        "key": "k",
+        "entry_type": "article",
+        "fields": {"title": "T <b>x</b> & <script>y</script>", "journal": "J <img src=x>", "year": "2019"},
+        "authors": [
+            {"last": "<img src=x onerror=1>", "first": "", "von": "", "jr": ""},
+            {"last": "Brain & Co", "first": "Ann", "von": "", "jr": ""},
+        ],
+    }
+    for style, rendered in format_reference(data).items():
+        assert "<img" not in rendered and "<script" not in rendered, style
+        assert "&lt;img src=x onerror=1&gt;" in rendered, style
+        assert "&amp;amp;" not in rendered, style
