@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fcntl
 import json
 import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -199,16 +198,9 @@ def _bibtex_value(value: str, title: bool) -> str:
     return value
 
 
-@contextlib.contextmanager
-def locked(bib_path: Path) -> Iterator[None]:
+def locked(bib_path: Path) -> contextlib.AbstractContextManager[None]:
     """Exclusive lock beside the bibliography; released by the kernel if the process dies."""
-    lock_path = bib_path.with_name(bib_path.name + ".lock")
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return idx.process_lock(bib_path.with_name(bib_path.name + ".lock"))
 
 
 def append_atomically(bib_path: Path, entries: list[str]) -> bytes:

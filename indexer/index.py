@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -160,16 +161,30 @@ def is_current(index_dir: Path, fingerprint: str) -> bool:
     return manifest.get("fingerprint") == fingerprint and manifest.get("schema") == SCHEMA_VERSION
 
 
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+
+
 @contextlib.contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
-    """Serialise builds; the lock dies with its process, so a killed build never blocks the next."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def process_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock on `path` across processes and threads; it dies with its process.
+
+    A POSIX record lock (lockf), not flock: Whoosh's multi-process writer forks, and forked
+    children inherit flock locks, so a killed build's orphaned workers would hold it forever;
+    lockf locks are not inherited. Record locks are per process, hence the thread lock too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    thread_lock = _THREAD_LOCKS.setdefault(path.resolve(), threading.Lock())
+    with thread_lock, open(path, "a+") as handle:
+        fcntl.lockf(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def writer_lock(index_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Serialise index builds; a killed build never blocks the next."""
+    return process_lock(index_dir / ".lock")
 
 
 def build_index(
