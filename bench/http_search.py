@@ -13,7 +13,7 @@ For each N (indexed records, as bench/index_build.py counts them) the script
      SQLite table `records` with an FTS5 index on title, summary, body (porter stemming, as
      our analyzer stems; multi-valued facet fields joined with spaces; when the documents carry
      one combined `text` field instead of `body`, body is that text minus title and summary);
-  2. starts `tmskb serve` (waitress, 8 threads) and `datasette serve DB` (its defaults) on
+  2. starts `tmskb serve` (gunicorn) and `datasette serve DB` (its defaults) on
      free 127.0.0.1 ports and waits until both answer; both are always stopped at the end;
   3. builds a seeded list of requests (single words and two-word queries in bands of document
      frequency, phrases taken from the text, 1-2 facet filters, sort=year, page=2, a few
@@ -699,7 +699,7 @@ def machine_info() -> list[str]:
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
     libs = ", ".join(
         f"{p} {version(p)}"
-        for p in ("datasette", "sqlite-utils", "uvicorn", "Whoosh-Reloaded", "Flask", "waitress")
+        for p in ("datasette", "sqlite-utils", "uvicorn", "Whoosh-Reloaded", "Flask", "gunicorn")
     )
     return [
         f"date    : {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}",

@@ -12,11 +12,11 @@ The script
      requests with bench/http_search.make_requests (single words in bands of document frequency,
      two-word queries, phrases, 1-2 facet filters, filter-only, sort=year/relevance, page 2,
      misspellings) against /api/search;
-  2. starts `tmskb serve` with its production settings (waitress, its default thread count
+  2. starts `tmskb serve` with its production settings (gunicorn: one worker per core, its default thread count
      unless --threads is given, no debug) on a free 127.0.0.1 port; `serve` finds the index
      current and starts at once;
   3. warms up: every request of the list once, sequentially (any non-200 is reported), then a
-     few seconds of concurrent load so every waitress thread has opened its searcher. The
+     few seconds of concurrent load so every worker thread has opened its searcher. The
      server caches posting lists per query term and generation, so a cycled list measures warm
      caches; --no-prime --requests 6000 warms up with other requests and starts each level
      where the previous one stopped, so the timed requests are (nearly all) first seen;
@@ -322,7 +322,7 @@ def machine_info() -> list[str]:
         mem = f"{kb_total / 1024 / 1024:.1f} GiB"
     except (OSError, IndexError, ValueError):
         pass
-    libs = ", ".join(f"{p} {version(p)}" for p in ("Whoosh-Reloaded", "Flask", "waitress", "numpy"))
+    libs = ", ".join(f"{p} {version(p)}" for p in ("Whoosh-Reloaded", "Flask", "gunicorn", "numpy"))
     wrk = shutil.which("wrk")
     wrk_v = (
         subprocess.run([wrk, "--version"], capture_output=True, text=True)
@@ -354,7 +354,7 @@ def main() -> None:
         "so the timed requests meet cold per-query caches; use with a long --requests list",
     )
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
-    parser.add_argument("--threads", type=int, help="waitress threads (default: serve's own default)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: serve's own default)")
     parser.add_argument("--out", type=Path, help="working directory (default: a new temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     parser.add_argument("--seed", type=int, default=SEED)
@@ -459,7 +459,7 @@ def main() -> None:
         n_threads = len(os.listdir(f"/proc/{pid}/task"))
         print(
             f"server: {' '.join(cmd[1:2] + cmd[-2:])} pid {pid}, up in {server.started_s:.1f} s, "
-            f"{n_threads} OS threads; waitress threads: {args.threads or 'default (tmskb serve --threads)'}",
+            f"{n_threads} OS threads; threads per worker: {args.threads or 'default (tmskb serve --threads)'}",
             flush=True,
         )
 
@@ -491,7 +491,7 @@ def main() -> None:
         )
         for line in bad[:10]:
             print(f"  {line}")
-        # Warm-up 2: concurrent load so every waitress thread opens its searcher.
+        # Warm-up 2: concurrent load so every worker thread opens its searcher.
         warm = run_level(generator, port, pid, warm_file, lua, max(levels), args.warmup)
         print(
             f"warm-up: {args.warmup:.0f} s at concurrency {max(levels)}: {warm.rps:.0f} req/s, "

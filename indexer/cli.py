@@ -293,30 +293,33 @@ def stats(root: Path | None, fmt: str) -> None:
 @INDEX_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: one per core).")
 @click.option(
-    "--threads", type=click.IntRange(1, 64), default=8, show_default=True, help="Waitress worker threads."
+    "--threads", type=click.IntRange(1, 64), default=4, show_default=True, help="Threads per worker."
 )
-def serve(root: Path | None, index_dir: Path | None, host: str, port: int, threads: int) -> None:
-    """Build or refresh the index if needed, then serve the web app with waitress.
+def serve(
+    root: Path | None, index_dir: Path | None, host: str, port: int, workers: int | None, threads: int
+) -> None:
+    """Build or refresh the index if needed, then serve the web app with gunicorn.
 
-    Example: tmskb serve --port 8000
+    Example: tmskb serve --port 8000 --workers 2
     """
-    import waitress
-
     from app import create_app
+
+    from .serving import default_workers
+    from .serving import serve as run
 
     settings = make_settings(root, index_dir)
     report = ensure_index(settings)
     if report is not None:
         click.echo(f"Indexed {report.changed} change(s) into {report.generation}", err=True)
-    click.echo(f"Serving TMS Evidence KB on http://{host}:{port}/ (index {settings.index_dir})", err=True)
-    waitress.serve(
-        create_app({"INDEX_DIR": str(settings.index_dir)}),
-        host=host,
-        port=port,
-        threads=threads,
-        ident="tmskb",
+    workers = workers or default_workers()
+    click.echo(
+        f"Serving TMS Evidence KB on http://{host}:{port}/ with {workers} worker(s) x {threads} "
+        f"thread(s) (index {settings.index_dir})",
+        err=True,
     )
+    run(create_app({"INDEX_DIR": str(settings.index_dir)}), host, port, workers, threads)
 
 
 @cli.command("export")

@@ -108,7 +108,7 @@ class Query:
             str(params.get("q") or ""),
             filters,
             str(params.get("sort") or "evidence"),
-            int(page) if page.isdigit() else 0,
+            int(page) if page.isascii() and page.isdigit() and len(page) < 10 else 0,
             page_size,
         )
 

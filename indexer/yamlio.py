@@ -7,6 +7,7 @@ a side table of lines keyed by the path to each value ("arms.0.target").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import GeneratorType
 from typing import Any
 
 import yaml
@@ -81,7 +82,18 @@ def _convert(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
 def _scalar(node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise YamlError(node.start_mark.line + 1, "a mapping or list cannot be used as a key")
+    line = node.start_mark.line + 1
     build = _constructor.yaml_constructors.get(node.tag)
     if build is None:
-        raise YamlError(node.start_mark.line + 1, f"unsupported YAML tag {node.tag}")
-    return build(_constructor, node)
+        raise YamlError(line, f"unsupported YAML tag {node.tag}")
+    tag = node.tag.removeprefix("tag:yaml.org,2002:")
+    try:
+        value = build(_constructor, node)
+    except (yaml.YAMLError, ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
+        # PyYAML raises these for values its tag cannot hold: 2020-13-45, !!int x, !!binary 0, ...
+        shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+        detail = f" ({exc})" if type(exc) is ValueError and len(str(exc)) <= 60 else ""
+        raise YamlError(line, f"'{shown}' is not a valid {tag}{detail}") from None
+    if isinstance(value, GeneratorType):  # !!set, !!omap, ... written on a single value
+        raise YamlError(line, f"the tag !!{tag} cannot be used on a single value")
+    return value

@@ -252,6 +252,7 @@ def test_reference_formats_deduplicate_in_hit_order(bundled_index: Path) -> None
 
 def test_xlsx(bundled_index: Path) -> None:
     import openpyxl
+
     data = b"".join(ex.export_bytes(bundled_index, GOLDEN_QUERY, "xlsx"))
     sheet = openpyxl.load_workbook(io.BytesIO(data)).active
     values = list(sheet.iter_rows(values_only=True))
