@@ -12,9 +12,9 @@ The script
      requests with bench/http_search.make_requests (single words in bands of document frequency,
      two-word queries, phrases, 1-2 facet filters, filter-only, sort=year/relevance, page 2,
      misspellings) against /api/search;
-  2. starts `tmskb serve` with its production settings (gunicorn: one worker per core, its default thread count
-     unless --threads is given, no debug) on a free 127.0.0.1 port; `serve` finds the index
-     current and starts at once;
+  2. starts `tmskb serve` with its production settings (gunicorn: one worker per core, its
+     default thread count unless --threads is given, no debug) on a free 127.0.0.1 port;
+     `serve` finds the index current and starts at once;
   3. warms up: every request of the list once, sequentially (any non-200 is reported), then a
      few seconds of concurrent load so every worker thread has opened its searcher. The
      server caches posting lists per query term and generation, so a cycled list measures warm
@@ -459,7 +459,7 @@ def main() -> None:
         n_threads = len(os.listdir(f"/proc/{pid}/task"))
         print(
             f"server: {' '.join(cmd[1:2] + cmd[-2:])} pid {pid}, up in {server.started_s:.1f} s, "
-            f"{n_threads} OS threads; threads per worker: {args.threads or 'default (tmskb serve --threads)'}",
+            f"{n_threads} OS threads; threads per worker: {args.threads or 'default'}",
             flush=True,
         )
 
