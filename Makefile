@@ -5,16 +5,16 @@ BIN    := $(VENV)/bin
 
 .PHONY: serve test setup setup-test system-deps lint bench
 
-$(BIN)/tmskb: pyproject.toml
+$(BIN)/tmskb: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
 setup: $(BIN)/tmskb
 
 setup-test: setup system-deps
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 
 # The browser tests drive Debian's Chromium (never a downloaded browser).
 system-deps:
@@ -33,6 +33,6 @@ lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/mypy
 
 bench: setup
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/index_build.py
 	$(BIN)/python bench/http_search.py

@@ -121,9 +121,16 @@ class Level:
 
 
 def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """User + system CPU seconds of a process and its live children (gunicorn's workers) from /proc."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def children_cpu() -> float:
@@ -532,7 +539,8 @@ def main() -> None:
             f"req/s at concurrency {best.concurrency}, {errors} errors in total -> {verdict}"
         )
         print(
-            f"(server CPU: share of one core used by the server process during the level; "
+            "(server CPU: share of one core used by the server's processes (master and workers) "
+            f"during the level; "
             f"{os.cpu_count()} cores in all. gen CPU: the load generator's.)"
         )
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -64,6 +64,21 @@ verification: abstract
 notes: '{XSS}'
 """
 
+XSS_KNOWLEDGE = f"""id: xss-knowledge
+type: knowledge
+title: 'Payload page {XSS}'
+summary: 'Payload summary {XSS}'
+indication: fibromyalgia
+references: [xss2019ref]
+sections:
+  - heading: '{XSS}'
+    text: 'Payload text {XSS}'
+    verification: as-cited
+    sources: [{{location: '{XSS}', reference: xss2019ref, url: 'https://example.org/{XSS}'}}]
+source: {{location: '{XSS}', url: null}}
+verification: as-cited
+"""
+
 XSS_STUDY = f"""id: xss2019test
 type: study
 reference: xss2019ref
@@ -111,6 +126,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.copytree(DATA / "kb", root, dirs_exist_ok=True)
     (root / "kb" / "studies" / "xss2019test.yaml").write_text(XSS_STUDY)
     (root / "kb" / "recommendations" / "xss-recommendation.yaml").write_text(XSS_RECOMMENDATION)
+    (root / "kb" / "knowledge").mkdir()
+    (root / "kb" / "knowledge" / "xss-knowledge.yaml").write_text(XSS_KNOWLEDGE)
     with open(root / "references.bib", "a") as bib:
         bib.write(XSS_BIB)
     port = _free_port()
@@ -250,6 +267,7 @@ def test_malformed_query_is_400_and_the_page_stays_usable(page: Page, server: st
         "/records/xss2019test",
         "/records/xss-recommendation",
         "/records/@xss2019ref",
+        "/records/xss-knowledge",
         "/evidence?q=payload",
         "/?q=payload&sort=year",
     ],
