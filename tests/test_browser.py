@@ -1,4 +1,4 @@
-"""Real-browser tests: Debian's Chromium driven by Playwright against `tmskb serve` (waitress).
+"""Real-browser tests: Debian's Chromium driven by Playwright against `tmskb serve` (gunicorn).
 
 Screenshots go to test-artifacts/ for a person to look at.
 """
@@ -121,7 +121,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app under `tmskb serve` (waitress) on a free port, over a copy of the test KB."""
+    """The real app under `tmskb serve` (gunicorn) on a free port, over a copy of the test KB."""
     root = tmp_path_factory.mktemp("browser-kb")
     shutil.copytree(DATA / "kb", root, dirs_exist_ok=True)
     (root / "kb" / "studies" / "xss2019test.yaml").write_text(XSS_STUDY)

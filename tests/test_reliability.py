@@ -1,6 +1,6 @@
 """Reliability: index swaps under HTTP load, and `tmskb index` killed at random points.
 
-Both tests run real processes (`tmskb serve` under waitress, `tmskb index`) on copies of the
+Both tests run real processes (`tmskb serve` under gunicorn, `tmskb index`) on copies of the
 test KB and only talk to 127.0.0.1. Every loop is bounded in count and in time.
 """
 
@@ -119,7 +119,7 @@ def _hammer(port: int, stop: threading.Event, load: Load, max_requests: int, max
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, Path, int]]:
-    """`tmskb serve` (waitress, default threads) over a copy of the test KB: (root, index dir, port)."""
+    """`tmskb serve` (gunicorn, default workers and threads) over a copy of the test KB: (root, index dir, port)."""
     root = tmp_path / "kb"
     shutil.copytree(DATA / "kb", root)
     index_dir = tmp_path / "index"
