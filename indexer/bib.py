@@ -304,43 +304,24 @@ def _raw_entry_problems(library: bibtexparser.Library, shown: str) -> list[Probl
 
 def _raw_value_problems(key: str, fld: model.Field, macros: set[str], shown: str) -> list[Problem]:
     value = str(fld.value).strip()
-    line = _line(fld)
+
+    def problem(reason: str, hint: str) -> list[Problem]:
+        return [Problem(shown, _line(fld), key, fld.key, reason, hint)]
+
     swallowed = SWALLOWED_FIELD_RE.search(value)
     if swallowed:
-        return [
-            Problem(
-                shown,
-                line,
-                key,
-                fld.key,
-                f"value runs into the next field '{swallowed.group(1)}'",
-                "add the missing comma at the end of this field",
-            )
-        ]
+        return problem(
+            f"value runs into the next field '{swallowed.group(1)}'",
+            "add the missing comma at the end of this field",
+        )
     if value[:1] in '{"' or value.isdigit():
         return []
     if "#" in value:
-        return [
-            Problem(
-                shown,
-                line,
-                key,
-                fld.key,
-                "'#' string concatenation is not supported",
-                "write the value out in full inside braces",
-            )
-        ]
+        return problem(
+            "'#' string concatenation is not supported", "write the value out in full inside braces"
+        )
     if value.lower() not in macros:
-        return [
-            Problem(
-                shown,
-                line,
-                key,
-                fld.key,
-                f"undefined macro '{value}'",
-                "enclose the value in braces, or define it with @string",
-            )
-        ]
+        return problem(f"undefined macro '{value}'", "enclose the value in braces, or define it with @string")
     return []
 
 

@@ -188,6 +188,8 @@ class _Opened:
     generation: str
     spelling_words: dict[str, int]
     store: FacetStore
+    aliases: dict[str, str] = field(default_factory=dict)
+    rulesets: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[tuple[str, str], str] = field(default_factory=dict)
     results: OrderedDict[Query, Results] = field(default_factory=OrderedDict)
     results_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -226,7 +228,15 @@ def open_index(index_dir: Path) -> _Opened:
                 raise IndexMissing(_BROKEN[generation])
             try:
                 ix = idx.open_generation(generation)
-                opened = _Opened(ix, vocab, generation.name, words, _facet_store(ix))
+                opened = _Opened(
+                    ix,
+                    vocab,
+                    generation.name,
+                    words,
+                    _facet_store(ix),
+                    aliases=_json_or(generation / idx.ALIASES, {}),
+                    rulesets=_json_or(generation / idx.RULESETS, []),
+                )
             except Exception as exc:  # a damaged generation: say so once, do not retry per request
                 log.error("cannot open index generation %s: %s", generation, repr(exc))
                 _BROKEN[generation] = (
@@ -258,6 +268,10 @@ def _facet_store(ix: Any) -> FacetStore:
             column = reader.column_reader(name)
             columns[name] = np.fromiter((column[i] for i in range(size)), dtype=np.int32, count=size)
     return FacetStore(size, alive, postings, columns)
+
+
+def _json_or(path: Path, default: Any) -> Any:
+    return _read_json(path) if path.is_file() else default
 
 
 def _read_json(path: Path) -> Any:
@@ -584,17 +598,13 @@ def _suggest(searcher: Any, opened: _Opened, text: str, within: Any) -> str | No
 
 
 def key_aliases(index_dir: Path) -> dict[str, str]:
-    """Old BibTeX key -> current key, as renamed with `tmskb rekey` (from the current generation)."""
-    generation = idx.current_dir(index_dir)
-    path = generation / idx.ALIASES if generation else None
-    return dict(_read_json(path)) if path and path.is_file() else {}
+    """Old BibTeX key -> current key, as renamed with `tmskb rekey` (read once per generation)."""
+    return open_index(index_dir).aliases
 
 
 def rulesets(index_dir: Path) -> list[dict[str, Any]]:
-    """The grading rule sets the current generation was graded with (for the About page)."""
-    generation = idx.current_dir(index_dir)
-    path = generation / idx.RULESETS if generation else None
-    return list(_read_json(path)) if path and path.is_file() else []
+    """The grading rule sets the current generation was graded with (read once per generation)."""
+    return open_index(index_dir).rulesets
 
 
 def iter_hits(index_dir: Path, query: Query) -> Any:

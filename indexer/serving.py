@@ -13,7 +13,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 
-class _Server(BaseApplication):  # type: ignore[misc]
+class _Server(BaseApplication):
     def __init__(self, application: Any, options: dict[str, Any]) -> None:
         self.application = application
         self.options = options

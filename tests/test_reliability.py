@@ -119,7 +119,7 @@ def _hammer(port: int, stop: threading.Event, load: Load, max_requests: int, max
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, Path, int]]:
-    """`tmskb serve` (gunicorn, default workers and threads) over a copy of the test KB: (root, index dir, port)."""
+    """`tmskb serve` (gunicorn, defaults) over a copy of the test KB: (root, index dir, port)."""
     root = tmp_path / "kb"
     shutil.copytree(DATA / "kb", root)
     index_dir = tmp_path / "index"
