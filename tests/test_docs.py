@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import PROJECT
+
 from indexer.cli import cli
 from indexer.schema import load_schema
 
