@@ -282,8 +282,14 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
             for a in arms
         ],
         "ruleset": kb.ruleset.id if kb.ruleset else None,
+        "guidelines": [{"key": g, "short": _short(kb, g)} for g in guidelines],
     }
     return doc
+
+
+def _short(kb: KB, key: str) -> str:
+    ref = kb.reference(key)
+    return ref.short if ref else key
 
 
 def _what(protocols: list[str], targets: list[str]) -> str:
