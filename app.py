@@ -12,13 +12,13 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from indexer.citations import STYLES, format_reference
-from indexer.documents import REFERENCE_PREFIX
+from indexer.documents import REFERENCE_PREFIX, plain
 from indexer.evidence import evidence_table
 from indexer.export import EXTENSIONS as EXPORT_EXTENSIONS
 from indexer.export import FORMATS as EXPORT_FORMATS
 from indexer.export import ExportError, export_bytes
 from indexer.models import LEVEL_LABELS, Verification
-from indexer.querytext import QUERY_FIELDS
+from indexer.querytext import QUERY_FIELDS, QueryError
 from indexer.search import (
     SORTS,
     TYPE_LABELS,
@@ -154,12 +154,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/api/evidence")
     def api_evidence() -> Any:
-        query = current_query()
-        probe = search(index_dir(), Query.make(query.text, query.filter_map, query.sort, 1, 1))
-        if not probe.ok:
-            return _json_error(400, probe.error or "bad query")
-        groups = evidence_table(index_dir(), query)
-        return jsonify({"ok": True, "groups": [_plain(g) for g in groups]})
+        try:
+            groups = evidence_table(index_dir(), current_query())
+        except QueryError as exc:
+            return _json_error(400, str(exc))
+        return jsonify({"ok": True, "groups": [plain(g) for g in groups]})
 
     @app.get("/search.<ext>")
     def search_export(ext: str) -> Any:
@@ -240,12 +239,6 @@ def _verification_label(value: str) -> str:
         return Verification(value).label
     except ValueError:
         return value or "unknown"
-
-
-def _plain(value: Any) -> Any:
-    from indexer.documents import plain
-
-    return plain(value)
 
 
 def _json_error(status: int, message: str) -> Any:
