@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from index_build import RECORDS_PER_EVIDENCE, REPO, generate  # noqa: E402
 
 from indexer.adding import add_references  # noqa: E402
-from indexer.cli import ensure_index  # noqa: E402
+from indexer.build import ensure_index  # noqa: E402
 from indexer.search import Query, search  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
@@ -62,7 +62,7 @@ def main() -> None:
         )
         settings = Settings.for_root(root, base / "index")
         started = time.perf_counter()
-        ensure_index(settings, force=True, quiet=True)
+        ensure_index(settings, force=True)
         full = time.perf_counter() - started
 
         started = time.perf_counter()

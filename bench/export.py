@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from index_build import RECORDS_PER_EVIDENCE, REPO, generate  # noqa: E402
 
-from indexer import cli  # noqa: E402
+from indexer.build import ensure_index  # noqa: E402
 from indexer import export as ex  # noqa: E402
 from indexer.search import Query, search  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
         print(f"generated {evidence} evidence records in {generated.seconds:.1f} s -> {root}", flush=True)
     settings = Settings.for_root(root, args.base / f"index-{args.n}")
     started = time.perf_counter()
-    report = cli.ensure_index(settings, quiet=True)
+    report = ensure_index(settings)
     if report is not None:
         print(f"indexed in {time.perf_counter() - started:.1f} s -> {settings.index_dir}", flush=True)
 

@@ -71,9 +71,9 @@ def build_index(workdir: Path) -> Path:
     settings = Settings.for_root(root, root / "index")
     kb = pipeline.load(settings)
     assert kb.problems == [], kb.problems
-    from indexer.cli import ensure_index
+    from indexer.build import ensure_index
 
-    ensure_index(settings, quiet=True)
+    ensure_index(settings)
     return settings.index_dir
 
 

@@ -9,7 +9,7 @@ Not a test. Run from the checkout (Datasette and sqlite-utils are bench-only too
 
 For each N (indexed records, as bench/index_build.py counts them) the script
   1. writes the synthetic KB with index_build.generate, builds our index with
-     cli.ensure_index, and loads the very same documents (documents.build_documents) into a
+     ensure_index, and loads the very same documents (documents.build_documents) into a
      SQLite table `records` with an FTS5 index on title, summary, body (porter stemming, as
      our analyzer stems; multi-valued facet fields joined with spaces; when the documents carry
      one combined `text` field instead of `body`, body is that text minus title and summary);
@@ -68,8 +68,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from index_build import RECORDS_PER_EVIDENCE, generate  # noqa: E402
 
-from indexer import cli, documents, pipeline  # noqa: E402
-from indexer.documents import FACETS  # noqa: E402
+from indexer import documents, pipeline  # noqa: E402
+from indexer.build import ensure_index  # noqa: E402
+from indexer.fields import FACETS  # noqa: E402
 from indexer.querytext import STOP_WORDS  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
@@ -231,7 +232,7 @@ class Req:
 
     def datasette(self, nosuggest: bool, page1: bool = False) -> str:
         params: list[tuple[str, str]] = [("_search", self.q)] if self.q else []
-        params += [("_facet", f) for f in FACETS]
+        params += [("_facet", f) for f in FACETS.names]
         params += self.filters
         params.append(("_size", str(PAGE_SIZE)))
         if self.sort == "year":
@@ -526,7 +527,7 @@ def measure(n: int, base: Path, n_requests: int, seed: int) -> SizeResult:
     t_generate = time.perf_counter() - t
     settings = Settings.for_root(root, base / f"index-{n}")
     t = time.perf_counter()
-    cli.ensure_index(settings, force=True, quiet=True)
+    ensure_index(settings, force=True)
     t_index = time.perf_counter() - t
     kb = pipeline.load(settings)
     if kb.problems:

@@ -13,7 +13,7 @@ For each N the script
   1. writes references.bib + kb/studies (~85%) + kb/recommendations (~15%) with the real
      vocabularies and rule set copied from kb/, and checks pipeline.load(...).problems == [];
   2. times the build step by step (fingerprint, load = parse+validate+grade, documents,
-     Whoosh write) exactly as cli.ensure_index chains them, then the whole
+     Whoosh write) exactly as ensure_index chains them, then the whole
      ensure_index(force=True, quiet=True) into an empty index directory, and (unless
      --no-cli) `tmskb index --force` in a fresh process (interpreter start-up and imports
      included);
@@ -55,7 +55,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import yaml  # noqa: E402
 
-from indexer import cli, documents, pipeline  # noqa: E402
+from indexer import documents, pipeline  # noqa: E402
+from indexer.build import ensure_index  # noqa: E402
 from indexer import index as idx  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
@@ -649,7 +650,7 @@ def measure(n: int, base: Path, run_cli: bool, count: str = "records") -> Result
     settings = Settings.for_root(root, base / f"index-{n}")
     assert not settings.index_dir.exists()
     t = time.perf_counter()
-    report = cli.ensure_index(settings, force=True, quiet=True)
+    report = ensure_index(settings, force=True)
     res.t_full = time.perf_counter() - t
     assert report is not None and report.full and report.added == res.n_docs, report
     res.t_full_report = report.seconds
@@ -663,7 +664,7 @@ def measure(n: int, base: Path, run_cli: bool, count: str = "records") -> Result
     # (c) No-op re-runs.
     for _ in range(NOOP_RUNS):
         t = time.perf_counter()
-        again = cli.ensure_index(settings, quiet=True)
+        again = ensure_index(settings)
         res.noop.append(time.perf_counter() - t)
         assert again is None, f"no-op re-run rebuilt: {again}"
 
@@ -672,7 +673,7 @@ def measure(n: int, base: Path, run_cli: bool, count: str = "records") -> Result
     text = edited.read_text("utf-8")
     edited.write_text(text.replace("summary: >\n", "summary: >\n  Edited by the benchmark.\n", 1), "utf-8")
     t = time.perf_counter()
-    res.edit_report = cli.ensure_index(settings, quiet=True)
+    res.edit_report = ensure_index(settings)
     res.t_edit = time.perf_counter() - t
     r = res.edit_report
     assert r is not None and not r.full, r
@@ -820,7 +821,7 @@ def profile(n: int, base: Path, top: int) -> None:
     shutil.rmtree(settings.index_dir, ignore_errors=True)
     prof = cProfile.Profile()
     prof.enable()
-    cli.ensure_index(settings, force=True, quiet=True)
+    ensure_index(settings, force=True)
     prof.disable()
     out = base / f"profile-{n}.pstats"
     prof.dump_stats(out)

@@ -8,7 +8,7 @@ Not a test. Run from the checkout:
 
 The script
   1. writes a synthetic KB of N indexed records with bench/index_build.generate and builds the
-     index (cli.ensure_index, timed), then builds a seeded list of --requests varied search
+     index (ensure_index, timed), then builds a seeded list of --requests varied search
      requests with bench/http_search.make_requests (single words in bands of document frequency,
      two-word queries, phrases, 1-2 facet filters, filter-only, sort=year/relevance, page 2,
      misspellings) against /api/search;
@@ -392,7 +392,8 @@ def main() -> None:
     from http_search import Server, corpus_of, free_port, make_requests
     from index_build import RECORDS_PER_EVIDENCE, generate
 
-    from indexer import cli, documents, pipeline
+    from indexer import documents, pipeline
+    from indexer.build import ensure_index
     from indexer.settings import Settings
 
     base = args.out.resolve() if args.out else Path(tempfile.mkdtemp(prefix="tmskb-load-bench-"))
@@ -409,7 +410,7 @@ def main() -> None:
         t_gen = time.perf_counter() - t
         settings = Settings.for_root(root, base / f"index-{n}")
         t = time.perf_counter()
-        cli.ensure_index(settings, force=True, quiet=True)
+        ensure_index(settings, force=True)
         t_index = time.perf_counter() - t
         kb = pipeline.load(settings)
         if kb.problems:

@@ -12,28 +12,38 @@
 
 Filters are the facet names of `tmskb search` (type, level, direction, indication, target, side,
 protocol, class, year, guideline, verification); a value may be a string or a list (OR).
-A bad query raises indexer.export.ExportError before anything is produced.
+A bad query raises indexer.errors.ExportError before anything is produced; every error the
+library raises on purpose is an indexer.errors.KBError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import export as ex
-from .search import Query, Results, search
-from .settings import Settings
+from .build import ensure_index
+from .query import DEFAULT_PAGE_SIZE, Query, Results, parse_params
+from .search import SearchIndex
+from .settings import Settings, resolve_settings
 
 __all__ = ["KB", "open_kb"]
 
 
 def _query(
-    text: str, sort: str, filters: dict[str, str | Iterable[str]], page: int = 1, size: int = 20
+    text: str,
+    sort: str,
+    filters: dict[str, str | Iterable[str]],
+    page: int = 1,
+    size: int = DEFAULT_PAGE_SIZE,
 ) -> Query:
-    clean = {name: [values] if isinstance(values, str) else list(values) for name, values in filters.items()}
-    return Query.make(text, clean, sort, page, size)
+    """The same parameter reader as the web and the CLI (comma-separated values split)."""
+    params: dict[str, Any] = {"q": text, "sort": sort, "page": str(page), "page_size": str(size)}
+    for name, values in filters.items():
+        params[name] = [values] if isinstance(values, str) else list(values)
+    return parse_params(params)
 
 
 @dataclass(frozen=True)
@@ -41,36 +51,46 @@ class KB:
     """An opened knowledge base index."""
 
     settings: Settings
+    index: SearchIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", SearchIndex(self.settings.index_dir))
 
     @property
     def index_dir(self) -> Path:
         return self.settings.index_dir
 
     def search(
-        self, text: str = "", *, sort: str = "evidence", page: int = 1, page_size: int = 20, **filters: Any
+        self,
+        text: str = "",
+        *,
+        sort: str = "evidence",
+        page: int = 1,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        **filters: Any,
     ) -> Results:
         """One page of results (check `.ok` / `.error`)."""
-        return search(self.index_dir, _query(text, sort, filters, page, page_size))
+        return self.index.search(_query(text, sort, filters, page, page_size))
 
     def rows(
         self, text: str = "", *, table: str = "records", sort: str = "evidence", **filters: Any
     ) -> Iterator[dict[str, Any]]:
         """Exported rows as dicts (multi-valued columns as lists), streamed."""
         query = _query(text, sort, filters)
-        ex.check(self.index_dir, query, "json", table)
-        return ex.rows(self.index_dir, query, table)
+        ex.check(self.index, query, "json", table)
+        return ex.rows(self.index, query, table)
 
     def export(
         self, fmt: str, text: str = "", *, table: str = "records", sort: str = "evidence", **filters: Any
     ) -> Iterator[str | bytes]:
         """The export in format `fmt` (see indexer.export.FORMATS), as a stream of chunks."""
-        return ex.export(self.index_dir, _query(text, sort, filters), fmt, table)
+        return ex.export(self.index, _query(text, sort, filters), fmt, table)
 
     def export_bytes(
         self, fmt: str, text: str = "", *, table: str = "records", sort: str = "evidence", **filters: Any
     ) -> Iterator[bytes]:
         """export() encoded as UTF-8 bytes."""
-        return ex.export_bytes(self.index_dir, _query(text, sort, filters), fmt, table)
+        return ex.export_bytes(self.index, _query(text, sort, filters), fmt, table)
 
     def write(
         self,
@@ -82,7 +102,7 @@ class KB:
         sort: str = "evidence",
         **filters: Any,
     ) -> Path:
-        """Export to a file atomically (temporary file in the same directory, then os.replace)."""
+        """Export to a file atomically (temporary file in the same directory, then rename)."""
         chunks = self.export(fmt, text, table=table, sort=sort, **filters)
         ex.write_atomic(Path(path), chunks)
         return Path(path)
@@ -93,12 +113,11 @@ def open_kb(
 ) -> KB:
     """The KB at `root` (default: TMSKB_ROOT or the current settings) with its index.
 
-    With build=True the index is built or refreshed first (exits like `tmskb index` if the KB has
-    problems); otherwise a missing index raises indexer.search.IndexMissing on first use.
+    With build=True the index is built or refreshed first; a KB with problems raises
+    indexer.errors.ProblemsFound (its .problems list them). Otherwise a missing index raises
+    indexer.errors.IndexMissing on first use.
     """
-    from .cli import ensure_index, make_settings
-
-    settings = make_settings(Path(root) if root else None, Path(index_dir) if index_dir else None)
+    settings = resolve_settings(root, index_dir)
     if build:
-        ensure_index(settings, quiet=True)
+        ensure_index(settings)
     return KB(settings)

@@ -5,52 +5,36 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import documents, pipeline
-from . import index as idx
-from .documents import FACETS
-from .search import SORTS, IndexMissing, Query, Results, search
-from .settings import Settings
-
-ROOT_OPTION = click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="KB root holding references.bib and kb/ (env TMSKB_ROOT).",
+from . import cli_write, pipeline
+from .cli_common import (
+    INDEX_OPTION,
+    ROOT_OPTION,
+    FacetCommand,
+    build,
+    converted,
+    echo_safely,
+    facet_values,
+    make_settings,
+    report_problems,
 )
-INDEX_OPTION = click.option(
-    "--index-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Index directory (env TMSKB_INDEX_DIR; default instance/index).",
-)
+from .export import FORMATS, TABLES
+from .fields import SORTS
+from .query import MAX_PAGE_SIZE, Results, parse_params, results_json
+from .search import SearchIndex
 
 
-def make_settings(root: Path | None, index_dir: Path | None = None) -> Settings:
-    """Settings from the environment, then command-line options."""
-    settings = Settings.from_env()
-    if root is not None:
-        settings = Settings.for_root(root, settings.index_dir if index_dir is None else None)
-        if index_dir is None and "TMSKB_INDEX_DIR" not in __import__("os").environ:
-            settings = replace(settings, index_dir=(root / "instance" / "index").resolve())
-    if index_dir is not None:
-        settings = replace(settings, index_dir=index_dir.resolve())
-    return settings
-
-
-def report_problems(kb: pipeline.KB) -> None:
-    """Print problems compiler-style to stderr, then a summary; exit 1 if there are any."""
-    if not kb.problems:
-        return
-    for problem in kb.problems:
-        click.echo(str(problem), err=True)
-    files = len({p.path for p in kb.problems})
-    count = len(kb.problems)
-    click.echo(f"{count} problem{'s' * (count != 1)} in {files} file{'s' * (files != 1)}", err=True)
-    sys.exit(1)
+def load_checked(root: Path | None, ruleset_id: str | None = None) -> pipeline.KB:
+    """The parsed, graded KB; problems are printed and exit 1."""
+    kb = pipeline.load(make_settings(root), ruleset_id)
+    if kb.problems:
+        report_problems(kb.problems)
+    return kb
 
 
 @click.group()
@@ -66,8 +50,7 @@ def check(root: Path | None) -> None:
 
     Example: tmskb check
     """
-    kb = pipeline.load(make_settings(root))
-    report_problems(kb)
+    kb = load_checked(root)
     click.echo(
         f"OK: {len(kb.references)} references, {len(kb.studies)} studies, "
         f"{len(kb.recommendations)} recommendations, {len(kb.knowledge)} knowledge pages, "
@@ -85,8 +68,7 @@ def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
 
     Example: tmskb grade --format json
     """
-    kb = pipeline.load(make_settings(root), ruleset_id)
-    report_problems(kb)
+    kb = load_checked(root, ruleset_id)
     if kb.ruleset is None:
         known = ", ".join(kb.rulesets) or "none"
         raise click.ClickException(f"no rule set '{ruleset_id or 'default'}' (known: {known})")
@@ -115,23 +97,6 @@ def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
     )
 
 
-def ensure_index(settings: Settings, *, force: bool = False, quiet: bool = False) -> idx.BuildReport | None:
-    """Build or refresh the index if its sources changed; None when it was already current."""
-    fingerprint = pipeline.fingerprint(settings)
-    if not force and idx.is_current(settings.index_dir, fingerprint):
-        return None
-    kb = pipeline.load(settings)
-    report_problems(kb)
-    docs = documents.build_documents(kb)
-    extra = documents.index_extras(kb)
-    if quiet:
-        return idx.build_index(docs, settings.index_dir, fingerprint=fingerprint, extra=extra, force=force)
-    with click.progressbar(length=len(docs), label="Indexing", file=sys.stderr) as bar:
-        return idx.build_index(
-            docs, settings.index_dir, fingerprint=fingerprint, extra=extra, force=force, progress=bar.update
-        )
-
-
 @cli.command("index")
 @ROOT_OPTION
 @INDEX_OPTION
@@ -143,7 +108,7 @@ def index_command(root: Path | None, index_dir: Path | None, force: bool) -> Non
     """
     settings = make_settings(root, index_dir)
     started = time.perf_counter()
-    report = ensure_index(settings, force=force)
+    report = build(settings, force=force)
     if report is None:
         click.echo(
             f"Index is up to date ({settings.index_dir}); checked in {time.perf_counter() - started:.3f} s"
@@ -157,38 +122,24 @@ def index_command(root: Path | None, index_dir: Path | None, force: bool) -> Non
     )
 
 
-def parse_filters(values: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-    """Facet options as given on the command line (repeatable, comma-separated)."""
-    return {
-        name: tuple(v for value in vals for v in value.split(",") if v)
-        for name, vals in values.items()
-        if vals
-    }
+def search_params(text: str, sort: str, page: str, page_size: str, facets: dict[str, Any]) -> dict[str, Any]:
+    """The command's arguments as the search parameters the web and the API take."""
+    return {"q": text, "sort": sort, "page": page, "page_size": page_size, **facet_values(facets)}
 
 
-def facet_options(func: Any) -> Any:
-    """--level, --indication, ... one repeatable option per facet."""
-    for name in reversed(FACETS):
-        func = click.option(
-            f"--{name}", name, multiple=True, help=f"Filter by {name} (repeat or comma-separate for OR)."
-        )(func)
-    return func
-
-
-@cli.command("search")
+@cli.command("search", cls=FacetCommand)
 @click.argument("text", required=False, default="")
-@facet_options
 @click.option("--sort", type=click.Choice(SORTS), default="evidence", show_default=True)
-@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--page", default="1", show_default=True, help="Page number (1 or more).")
+@click.option("--page-size", default="20", show_default=True, help=f"Hits per page (1-{MAX_PAGE_SIZE}).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @ROOT_OPTION
 @INDEX_OPTION
 def search_command(
     text: str,
     sort: str,
-    page: int,
-    page_size: int,
+    page: str,
+    page_size: str,
     fmt: str,
     root: Path | None,
     index_dir: Path | None,
@@ -199,54 +150,15 @@ def search_command(
     Example: tmskb search "shingles" --level A --format json
     """
     settings = make_settings(root, index_dir)
-    query = Query.make(text, parse_filters(facets), sort, page, page_size)
-    try:
-        results = search(settings.index_dir, query)
-    except IndexMissing as exc:
-        raise click.ClickException(str(exc)) from None
+    query = parse_params(search_params(text, sort, page, page_size, facets))
+    with converted():
+        results = SearchIndex(settings.index_dir).search(query)
     if not results.ok:
         raise click.ClickException(f"bad query: {results.error}")
     if fmt == "json":
-        click.echo(json.dumps(results_json(results), indent=2, ensure_ascii=False))
+        echo_safely(lambda: click.echo(json.dumps(results_json(results), indent=2, ensure_ascii=False)))
     else:
-        print_table(results)
-
-
-def results_json(results: Results) -> dict[str, Any]:
-    """Results as plain JSON data (the same shape the web API returns)."""
-    return {
-        "ok": results.ok,
-        "query": {
-            "text": results.query.text,
-            "filters": results.query.filter_map,
-            "sort": results.query.sort,
-            "page": results.query.page,
-            "page_size": results.query.page_size,
-        },
-        "total": results.total,
-        "page_count": results.page_count,
-        "generation": results.generation,
-        "understood": results.understood,
-        "expansions": list(results.expansions),
-        "suggestion": results.suggestion,
-        "facets": {name: [asdict(v) for v in values] for name, values in results.facets.items()},
-        "hits": [
-            {
-                "id": h.id,
-                "type": h.type,
-                "title": h.title,
-                "summary": h.summary,
-                "rank_reason": h.rank_reason,
-                "score": h.score,
-                "highlights": [[asdict(s) for s in frag] for frag in h.highlights],
-                "level": h.fields.get("level") or None,
-                "class": h.fields.get("class") or None,
-                "year": h.fields.get("year") or None,
-                "verification": h.fields.get("verification"),
-            }
-            for h in results.hits
-        ],
-    }
+        echo_safely(lambda: print_table(results))
 
 
 def print_table(results: Results) -> None:
@@ -272,8 +184,7 @@ def stats(root: Path | None, fmt: str) -> None:
 
     Example: tmskb stats --format json
     """
-    kb = pipeline.load(make_settings(root))
-    report_problems(kb)
+    kb = load_checked(root)
     data = pipeline.statistics(kb)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -304,13 +215,12 @@ def serve(
 
     Example: tmskb serve --port 8000 --workers 2
     """
-    from app import create_app
-
     from .serving import default_workers
     from .serving import serve as run
+    from .web import create_app
 
     settings = make_settings(root, index_dir)
-    report = ensure_index(settings)
+    report = build(settings)
     if report is not None:
         click.echo(f"Indexed {report.changed} change(s) into {report.generation}", err=True)
     workers = workers or default_workers()
@@ -322,22 +232,19 @@ def serve(
     run(create_app({"INDEX_DIR": str(settings.index_dir)}), host, port, workers, threads)
 
 
-@cli.command("export")
+@cli.command("export", cls=FacetCommand)
 @click.argument("text", required=False, default="")
-@facet_options
 @click.option("--sort", type=click.Choice(SORTS), default="evidence", show_default=True)
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(
-        ["csv", "tsv", "json", "jsonl", "markdown", "latex", "xlsx", "bibtex", "ris", "csljson"]
-    ),
+    type=click.Choice(list(FORMATS)),
     required=True,
     help="Output format (docs/export.md); bibtex, ris and csljson export the cited references.",
 )
 @click.option(
     "--table",
-    type=click.Choice(["records", "evidence"]),
+    type=click.Choice(TABLES),
     default="records",
     show_default=True,
     help="records: one row per hit; evidence: the evidence table's recommendation rows.",
@@ -348,6 +255,7 @@ def serve(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to FILE atomically instead of stdout.",
 )
+@click.option("--allow-empty", is_flag=True, help="Export a view with no records instead of failing.")
 @ROOT_OPTION
 @INDEX_OPTION
 def export_command(
@@ -356,6 +264,7 @@ def export_command(
     fmt: str,
     table: str,
     output: Path | None,
+    allow_empty: bool,
     root: Path | None,
     index_dir: Path | None,
     **facets: tuple[str, ...],
@@ -364,24 +273,26 @@ def export_command(
 
     Example: tmskb export "neuropathic pain" --level A --format csv --output np.csv
     """
-    from .api import open_kb
-    from .export import ExportError, write_atomic
+    from .export import export_bytes, write_atomic
 
-    kb = open_kb(root, index_dir)
-    filters = parse_filters(facets)
-    try:
-        chunks = kb.export_bytes(fmt, text, table=table, sort=sort, **filters)
-    except (ExportError, IndexMissing) as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        if output is not None:
-            write_atomic(output, chunks)
-            return
-        for chunk in chunks:
-            click.echo(chunk, nl=False)  # bytes go to the binary stdout, unchanged
-    except (ExportError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = make_settings(root, index_dir)
+    query = parse_params(search_params(text, sort, "1", "20", facets))
+    index = SearchIndex(settings.index_dir)
+    with converted():
+        chunks = export_bytes(index, query, fmt, table, allow_empty=allow_empty)
+        try:
+            if output is not None:
+                write_atomic(output, chunks)
+                return
+        except OSError as exc:
+            raise click.ClickException(f"{output}: {exc.strerror or exc}") from None
+        echo_safely(lambda: _write_chunks(chunks))
 
 
-# The commands that write to the KB live in their own module; importing it registers them.
-from . import cli_write  # noqa: E402, F401
+def _write_chunks(chunks: Any) -> None:
+    for chunk in chunks:
+        click.echo(chunk, nl=False)  # bytes go to the binary stdout, unchanged
+
+
+for _command in cli_write.COMMANDS:
+    cli.add_command(_command)

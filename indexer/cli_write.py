@@ -1,4 +1,5 @@
-"""`tmskb add` and `tmskb new`: the commands that write to the knowledge base."""
+"""`tmskb add`, `new` and `rekey`: the commands that write to the knowledge base (cli.py adds
+them to the `tmskb` group)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 import click
 
 from .adding import AddReport, add_references
-from .cli import INDEX_OPTION, ROOT_OPTION, cli, ensure_index, make_settings
+from .cli_common import INDEX_OPTION, ROOT_OPTION, build, make_settings
 from .models import VERIFICATION_VALUES
 from .skeletons import SKELETONS, skeleton
 
 
-@cli.command()
+@click.command()
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(allow_dash=True, dir_okay=False, path_type=Path)
 )
@@ -66,7 +67,7 @@ def add(
     )
     _report(report, dry_run)
     if report.written and not report.indexed:
-        ensure_index(settings, quiet=True)
+        build(settings, quiet=True)
 
 
 def _read_input(path: Path) -> tuple[str, str]:
@@ -109,7 +110,7 @@ def _report(report: AddReport, dry_run: bool) -> None:
     click.echo(f"Added {len(report.added)} reference(s): {keys} ({state})")
 
 
-@cli.command()
+@click.command()
 @click.argument("kind", type=click.Choice(sorted(SKELETONS)))
 @click.option(
     "--ref", "key", required=True, help="BibTeX key the record is about (study) or from (guideline)."
@@ -143,7 +144,7 @@ def new(kind: str, key: str, record_id: str | None, root: Path | None) -> None:
     click.echo(f"Wrote {settings.relative(path)}: fill in every field, then run tmskb check")
 
 
-@cli.command()
+@click.command()
 @click.argument("old")
 @click.argument("new")
 @ROOT_OPTION
@@ -160,7 +161,10 @@ def rekey(old: str, new: str, root: Path | None, index_dir: Path | None) -> None
         changed = rename(settings, old, new)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    ensure_index(settings, quiet=True)
+    build(settings, quiet=True)
     click.echo(
         f"Renamed {old} -> {new} in {len(changed)} file(s): {', '.join(changed)}; '{old}' stays an alias"
     )
+
+
+COMMANDS = (add, new, rekey)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
+
+from .fsio import write_under_lock
 
 NOT_DUPLICATES = Path("curation") / "not-duplicates.yaml"
 ALIASES = Path("curation") / "key-aliases.yaml"
@@ -31,7 +32,11 @@ def read_not_duplicates(kb_dir: Path) -> set[tuple[str, str]]:
 
 
 def remember_not_duplicates(kb_dir: Path, pairs: Iterable[tuple[str, str]]) -> None:
-    """Add declared pairs to kb/curation/not-duplicates.yaml (atomically)."""
+    """Add declared pairs to kb/curation/not-duplicates.yaml (atomically).
+
+    Call under the bibliography lock (bibwrite.locked), as `tmskb add` does: it serialises this
+    read-modify-write and makes any temporary file left beside the file a killed writer's.
+    """
     path = kb_dir / NOT_DUPLICATES
     current = read_not_duplicates(kb_dir) | set(pairs)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +46,4 @@ def remember_not_duplicates(kb_dir: Path, pairs: Iterable[tuple[str, str]]) -> N
         allow_unicode=True,
         sort_keys=False,
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, path)
+    write_under_lock(path, body)

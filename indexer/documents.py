@@ -12,35 +12,14 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 from . import grading
+from . import index as idx
+from .fields import FACETS, REFERENCE_PREFIX, reference_id
 from .grading import ClassResult
-from .models import Knowledge, Recommendation, Reference, Study
+from .models import NO_RANK, Knowledge, Recommendation, Reference, Study, class_rank, level_rank
 from .pipeline import KB, counted_results
 from .vocab import FIELD_VOCABULARY
 
-LEVEL_RANK = {"A": 1, "B": 2, "C": 3}
-BOUND_RANK = 4
-CLASS_RANK = {"I": 1, "II": 2, "III": 3, "IV": 4}
-NO_RANK = 9
-FACETS = (
-    "type",
-    "level",
-    "direction",
-    "indication",
-    "target",
-    "side",
-    "protocol",
-    "class",
-    "year",
-    "guideline",
-    "verification",
-)
-MULTI_VALUED = ("indication", "target", "side", "protocol", "guideline")
-REFERENCE_PREFIX = "@"  # a study's id is its BibTeX key, so reference documents get "@key"
-
-
-def reference_id(key: str) -> str:
-    """Index id of the document for a BibTeX entry."""
-    return REFERENCE_PREFIX + key
+__all__ = ["REFERENCE_PREFIX", "build_documents", "index_extras", "plain", "reference_document", "reference_id"]
 
 
 def build_documents(kb: KB) -> list[dict[str, Any]]:
@@ -53,18 +32,30 @@ def build_documents(kb: KB) -> list[dict[str, Any]]:
     for rec in kb.recommendations.values():
         for sid in rec.supporting_studies:
             guidelines_of.setdefault(sid, []).append(kb.aliases.get(rec.guideline, rec.guideline))
-    docs = [reference_document(ref, cited_by.get(ref.key, [])) for ref in kb.references.values()]
+    docs = []
+    for ref in kb.references.values():
+        docs.append(reference_document(ref, cited_by.get(ref.key, []), kb))
     comparisons = kb.comparisons()
     for record in kb.records:
         if isinstance(record, Study):
-            docs.append(_study_doc(kb, record, sorted(set(guidelines_of.get(record.id, [])))))
+            doc = _study_doc(kb, record, sorted(set(guidelines_of.get(record.id, []))))
         elif isinstance(record, Recommendation):
-            docs.append(_recommendation_doc(kb, record, comparisons.get(record.id)))
-        elif isinstance(record, Knowledge):
-            docs.append(_knowledge_doc(kb, record))
+            doc = _recommendation_doc(kb, record, comparisons.get(record.id))
+        else:
+            doc = _knowledge_doc(kb, record)
+        docs.append(_with_extras(doc, record, kb))
     for doc in docs:
         doc["hash"] = content_hash(doc)
     return docs
+
+
+def _with_extras(doc: dict[str, Any], source: Any, kb: KB | None) -> dict[str, Any]:
+    """Fill the facets the registry defines with an `extract` function (fields.py)."""
+    for facet in FACETS:
+        if facet.extract is not None:
+            values = [str(v) for v in facet.extract(source, kb) if v]
+            doc[facet.name] = values if facet.multi else (values[0] if values else "")
+    return doc
 
 
 def known_references(references: Iterable[Reference]) -> list[dict[str, Any]]:
@@ -88,8 +79,6 @@ def known_references(references: Iterable[Reference]) -> list[dict[str, Any]]:
 
 def index_extras(kb: KB) -> dict[str, Any]:
     """JSON files stored beside each generation, so the app and `tmskb add` need not read kb/."""
-    from . import index as idx
-
     return {
         idx.VOCAB: kb.vocab.to_json(),
         idx.RULESETS: [plain(r) for r in kb.rulesets.values()],
@@ -174,7 +163,7 @@ def _base(
     }
 
 
-def reference_document(ref: Reference, cited_by: list[str]) -> dict[str, Any]:
+def reference_document(ref: Reference, cited_by: list[str], kb: KB | None = None) -> dict[str, Any]:
     """The index document of one BibTeX entry (it needs nothing else from the KB)."""
     title = ref.title or f"{ref.short}, {ref.venue}".strip(", ")
     summary = f"{ref.short}. {ref.venue}".strip()
@@ -206,7 +195,7 @@ def reference_document(ref: Reference, cited_by: list[str]) -> dict[str, Any]:
         "path": ref.path,
         "line": ref.line,
     }
-    return doc
+    return _with_extras(doc, ref, kb)
 
 
 def _authors(ref: Reference | None) -> str:
@@ -254,7 +243,7 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
             "class": grade.cls or "" if grade else "",
             "direction": "",
             "authors": _authors(ref),
-            "class_rank": CLASS_RANK.get(grade.cls or "", NO_RANK) if grade else NO_RANK,
+            "class_rank": class_rank(grade.cls) if grade else NO_RANK,
             "concepts": _concepts(kb, "condition", study.condition)
             + _concepts(kb, "target", targets)
             + _concepts(kb, "protocol", protocols)
@@ -340,7 +329,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
             "side": list(rec.side),
             "protocol": list(rec.protocol),
             "guideline": [rec.guideline],
-            "level_rank": LEVEL_RANK.get(rec.level or "", BOUND_RANK if rec.level_bound else NO_RANK),
+            "level_rank": level_rank(rec.level or rec.level_bound),
             "concepts": _concepts(kb, "indication", (rec.indication,))
             + _concepts(kb, "target", rec.target)
             + _concepts(kb, "protocol", rec.protocol)

@@ -6,10 +6,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .search import Query, iter_hits, open_index
+from .models import level_rank
+from .search import Query, SearchIndex, as_index
 from .vocab import Vocabularies
-
-LEVEL_ORDER = {"A": 0, "B": 1, "C": 2, "below-A": 3, "below-B": 4, "below-C": 5, "": 6}
 
 
 @dataclass(frozen=True)
@@ -41,22 +40,23 @@ class Group:
     rows: tuple[Row, ...]
 
 
-def evidence_table(index_dir: Path, query: Query) -> list[Group]:
+def evidence_table(where: SearchIndex | Path, query: Query) -> list[Group]:
     """Recommendations matching `query`, grouped by indication, strongest level first."""
     query = replace(
         query, filters=tuple(f for f in query.filters if f[0] != "type") + (("type", ("recommendation",)),)
     )
-    vocab = open_index(index_dir).vocab
+    index = as_index(where)
+    vocab = index.vocab()
     groups: dict[str, list[Row]] = {}
-    for hit in iter_hits(index_dir, query):
+    for hit in index.iter_hits(query):
         data = hit.data
         record = data.get("record", {})
         groups.setdefault(record.get("indication", ""), []).append(_row(hit.id, data, record, vocab))
     out = []
     for indication, rows in groups.items():
-        rows.sort(key=lambda r: (LEVEL_ORDER.get(r.level, 9), r.guideline_year, r.protocol))
+        rows.sort(key=lambda r: (level_rank(r.level), r.guideline_year, r.protocol))
         out.append(Group(indication, vocab.label("indications", indication), tuple(rows)))
-    out.sort(key=lambda g: (min(LEVEL_ORDER.get(r.level, 9) for r in g.rows), g.label))
+    out.sort(key=lambda g: (min(level_rank(r.level) for r in g.rows), g.label))
     return out
 
 

@@ -1,10 +1,12 @@
 """Exports of a search or an evidence table: one streaming layer for the CLI, the web and scripts.
 
-`export(index_dir, query, fmt, table)` checks the query first (raising ExportError, so callers can
+`export(index, query, fmt, table)` checks the query first (raising ExportError, so callers can
 fail before writing anything), then returns a generator of chunks: `str` for the text formats,
-`bytes` for xlsx. Records are read page by page through search.iter_hits, so an export never
-holds the whole result in memory (the evidence table is sorted by evidence.evidence_table, which
-holds the recommendations of the view; that table is small).
+`bytes` for xlsx. Records are read 100 at a time (SearchIndex.iter_hits, without the result
+cache) and the text formats are written row by row, so they never hold the whole result. Three
+things do hold more: the evidence table (all recommendations of the view, sorted: a small
+table), the reference formats (the set of keys already written), and XLSX (openpyxl's write-only
+workbook buffers rows in a temporary file, which is then streamed back).
 
 The column schema is documented in docs/export.md; change it there and in RECORD_COLUMNS /
 EVIDENCE_COLUMNS together.
@@ -23,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .citations import csl_item
-from .documents import REFERENCE_PREFIX
+from .fields import REFERENCE_PREFIX
 from .evidence import evidence_table
-from .search import Query, iter_hits, open_index, search
+from .errors import ExportError
+from .search import Query, SearchIndex, as_index
 from .vocab import Vocabularies
 
 JOINER = "; "
@@ -131,34 +134,40 @@ MULTI_VALUED = frozenset(
 )
 
 
-class ExportError(ValueError):
-    """The export cannot be made (bad query, unknown format or table); nothing was produced."""
-
-
 @dataclass(frozen=True)
 class Format:
     name: str
+    label: str
     extension: str
     mimetype: str
     kind: str  # "table" (records or evidence rows) or "references"
     binary: bool = False
+    linked: bool = True  # offered as a download link on the pages (xlsx needs an optional extra)
 
 
+# The one list of export formats: the CLI's --format choices, the web's download links and
+# /search.<ext> routes, and indexer.api all read it.
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("csv", "csv", "text/csv; charset=utf-8", "table"),
-        Format("tsv", "tsv", "text/tab-separated-values; charset=utf-8", "table"),
-        Format("json", "json", "application/json", "table"),
-        Format("jsonl", "jsonl", "application/x-ndjson", "table"),
-        Format("markdown", "md", "text/markdown; charset=utf-8", "table"),
-        Format("latex", "tex", "application/x-tex; charset=utf-8", "table"),
+        Format("csv", "CSV", "csv", "text/csv; charset=utf-8", "table"),
+        Format("tsv", "TSV", "tsv", "text/tab-separated-values; charset=utf-8", "table"),
+        Format("json", "JSON", "json", "application/json", "table"),
+        Format("jsonl", "JSON Lines", "jsonl", "application/x-ndjson", "table"),
+        Format("markdown", "Markdown", "md", "text/markdown; charset=utf-8", "table"),
+        Format("latex", "LaTeX", "tex", "application/x-tex; charset=utf-8", "table"),
         Format(
-            "xlsx", "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "table", True
+            "xlsx",
+            "Excel",
+            "xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "table",
+            binary=True,
+            linked=False,
         ),
-        Format("bibtex", "bib", "application/x-bibtex; charset=utf-8", "references"),
-        Format("ris", "ris", "application/x-research-info-systems; charset=utf-8", "references"),
-        Format("csljson", "csl.json", "application/vnd.citationstyles.csl+json", "references"),
+        Format("bibtex", "BibTeX", "bib", "application/x-bibtex; charset=utf-8", "references"),
+        Format("ris", "RIS", "ris", "application/x-research-info-systems; charset=utf-8", "references"),
+        Format("csljson", "CSL-JSON", "csl.json", "application/vnd.citationstyles.csl+json", "references"),
     )
 }
 EXTENSIONS = {f.extension: f.name for f in FORMATS.values()}
@@ -168,8 +177,17 @@ EXTENSIONS = {f.extension: f.name for f in FORMATS.values()}
 # Entry points
 
 
-def check(index_dir: Path, query: Query, fmt: str, table: str = "records") -> None:
-    """Raise ExportError if the export cannot be made (IndexMissing passes through)."""
+Where = SearchIndex | Path
+
+
+def check(
+    where: Where, query: Query, fmt: str, table: str = "records", *, allow_empty: bool = True
+) -> None:
+    """Raise ExportError if the export cannot be made (IndexMissing passes through).
+
+    With allow_empty=False a view without any record is an error too, with the spelling
+    suggestion when there is one (a typo should not quietly export an empty table).
+    """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
     if table not in TABLES:
@@ -179,65 +197,67 @@ def check(index_dir: Path, query: Query, fmt: str, table: str = "records") -> No
             import openpyxl  # noqa: F401
         except ImportError:
             raise ExportError("xlsx needs openpyxl: pip install 'tms-evidence-kb[export]'") from None
-    probe = search(index_dir, replace(query, page=1, page_size=1))
+    probe = as_index(where).search(replace(query, page=1, page_size=1), cache=False)
     if not probe.ok:
         raise ExportError(f"bad query: {probe.error}")
+    if probe.total == 0 and not allow_empty:
+        hint = f"; did you mean '{probe.suggestion}'?" if probe.suggestion else ""
+        raise ExportError(f"no records match this query{hint} (nothing was exported)")
 
 
-def export(index_dir: Path, query: Query, fmt: str, table: str = "records") -> Iterator[str | bytes]:
+def export(
+    where: Where, query: Query, fmt: str, table: str = "records", *, allow_empty: bool = True
+) -> Iterator[str | bytes]:
     """Check now, then stream the export chunk by chunk."""
-    check(index_dir, query, fmt, table)
-    return _stream(index_dir, query, fmt, table)
+    index = as_index(where)
+    check(index, query, fmt, table, allow_empty=allow_empty)
+    return _stream(index, query, fmt, table)
 
 
-def export_bytes(index_dir: Path, query: Query, fmt: str, table: str = "records") -> Iterator[bytes]:
+def export_bytes(
+    where: Where, query: Query, fmt: str, table: str = "records", *, allow_empty: bool = True
+) -> Iterator[bytes]:
     """export() with text encoded as UTF-8 (what the web and the CLI send)."""
-    chunks = export(index_dir, query, fmt, table)
+    chunks = export(where, query, fmt, table, allow_empty=allow_empty)
     return (c if isinstance(c, bytes) else c.encode("utf-8") for c in chunks)
 
 
 def write_atomic(path: Path, chunks: Iterable[str | bytes]) -> None:
     """Write chunks to a temporary file next to `path`, then os.replace it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .fsio import atomic_write
+
+    atomic_write(path, chunks)
 
 
 def columns(table: str) -> tuple[str, ...]:
     return EVIDENCE_COLUMNS if table == "evidence" else RECORD_COLUMNS
 
 
-def rows(index_dir: Path, query: Query, table: str = "records") -> Iterator[dict[str, Any]]:
-    """The exported rows as dicts (multi-valued columns as lists), in export order."""
-    vocab = open_index(index_dir).vocab
+def rows(where: Where, query: Query, table: str = "records") -> Iterator[dict[str, Any]]:
+    """The exported rows as dicts (multi-valued columns as lists), in export order.
+
+    Records are read page by page without the search result cache (an export reads each page
+    once; caching it would only evict what interactive searches use)."""
+    index = as_index(where)
+    vocab = index.vocab()
     if table == "evidence":
-        for row, data in _evidence_rows(index_dir, query):
+        for row, data in _evidence_rows(index, query):
             yield evidence_row(row, data, vocab)
     else:
-        for hit in iter_hits(index_dir, query):
+        for hit in index.iter_hits(query):
             yield record_row(hit.id, hit.type, hit.title, hit.summary, hit.fields, hit.data, vocab)
 
 
-def references(index_dir: Path, query: Query, table: str = "records") -> Iterator[dict[str, Any]]:
+def references(where: Where, query: Query, table: str = "records") -> Iterator[dict[str, Any]]:
     """Stored data of the references behind the exported rows, de-duplicated, in row order."""
-    from .search import get_document
-
+    index = as_index(where)
     seen: set[str] = set()
-    for row in rows(index_dir, query, table):
+    for row in rows(index, query, table):
         for key in row["references"]:
             if key in seen:
                 continue
             seen.add(key)
-            doc = get_document(index_dir, REFERENCE_PREFIX + key)
+            doc = index.document(REFERENCE_PREFIX + key)
             if doc and doc.get("data"):
                 yield doc["data"]
 
@@ -333,12 +353,10 @@ def record_row(
     return row
 
 
-def _evidence_rows(index_dir: Path, query: Query) -> Iterator[tuple[Any, dict[str, Any]]]:
-    from .search import get_document
-
-    for group in evidence_table(index_dir, query):
+def _evidence_rows(index: SearchIndex, query: Query) -> Iterator[tuple[Any, dict[str, Any]]]:
+    for group in evidence_table(index, query):
         for row in group.rows:
-            doc = get_document(index_dir, row.id) or {}
+            doc = index.document(row.id) or {}
             yield row, doc.get("data") or {}
 
 
@@ -377,12 +395,12 @@ def evidence_row(row: Any, data: dict[str, Any], vocab: Vocabularies) -> dict[st
 # Writers
 
 
-def _stream(index_dir: Path, query: Query, fmt: str, table: str) -> Iterator[str | bytes]:
+def _stream(index: SearchIndex, query: Query, fmt: str, table: str) -> Iterator[str | bytes]:
     spec = FORMATS[fmt]
     if spec.kind == "references":
-        yield from _REFERENCE_WRITERS[fmt](references(index_dir, query, table))
+        yield from _REFERENCE_WRITERS[fmt](references(index, query, table))
     else:
-        yield from _TABLE_WRITERS[fmt](rows(index_dir, query, table), columns(table), table)
+        yield from _TABLE_WRITERS[fmt](rows(index, query, table), columns(table), table)
 
 
 def cell(value: Any) -> str:

@@ -13,13 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-Mask = NDArray[np.bool_]
+from .fields import SORT_COLUMNS
 
-# Sort keys: evidence = published level, then study class, then newest first.
-SORT_COLUMNS = {
-    "evidence": ("level_rank", "class_rank", "year_sort"),
-    "year": ("year_sort", "level_rank", "class_rank"),
-}
+Mask = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from itertools import product
 from typing import Any
 
-from .models import LEVEL_LABELS, Recommendation, Study
+from .models import CLASS_RANK, Recommendation, Study
 from .rulesets import RuleSet
 
 FACT_WORDS = {
@@ -26,21 +25,7 @@ FACT_WORDS = {
     "crossover": "design",
     "design": "design",
 }
-CLASS_RANK = {"I": 1, "II": 2, "III": 3, "IV": 4}
-LEVEL_ORDER = ("A", "B", "C")
 BLINDED = {"double": True, "assessor": True, "open": False}
-
-
-class Level(StrEnum):
-    """Lefaucheur-style evidence levels."""
-
-    A = "A"
-    B = "B"
-    C = "C"
-
-    @property
-    def label(self) -> str:
-        return LEVEL_LABELS[self.value]
 
 
 @dataclass(frozen=True)
@@ -150,8 +135,12 @@ def possible_classes(facts: dict[str, Any], ruleset: RuleSet) -> tuple[set[str |
     """Every class the study could have, given that unreported facts could be anything."""
     used = sorted({name for rule in ruleset.class_rules for cond in rule.when for name in cond})
     unknown = [name for name in used if facts.get(name) is None]
-    key = (ruleset.id, tuple(sorted((k, str(v)) for k, v in facts.items())))
+    # Keyed by the rules' content, not the rule set's id: an edited rule set loaded in the same
+    # process (open_kb(build=True) in a script, tests) must not be graded with the old rules.
+    key = (repr(ruleset.class_rules), tuple(sorted((k, str(v)) for k, v in facts.items())))
     if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
         options = [_candidates(name, ruleset) for name in unknown]
         _CACHE[key] = {
             _first_class({**facts, **dict(zip(unknown, combo, strict=True))}, ruleset)
@@ -161,6 +150,7 @@ def possible_classes(facts: dict[str, Any], ruleset: RuleSet) -> tuple[set[str |
 
 
 _CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], set[str | None]] = {}
+_CACHE_SIZE = 50_000
 
 
 def classify(facts: dict[str, Any], ruleset: RuleSet) -> ClassResult:

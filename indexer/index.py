@@ -13,14 +13,12 @@ stale `*.tmp-*` directory, removed by the next build.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,18 +30,17 @@ from whoosh.columns import NumericColumn
 from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
 from whoosh.support.charset import accent_map
 
-from .documents import MULTI_VALUED
+from .fields import FACETS, FIELDS
+from .fsio import atomic_write, process_lock
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 RULESETS = "rulesets.json"
-KNOWN = "references.json"
-ALIASES = (
-    "aliases.json"  # old BibTeX key -> current key  # what duplicate detection needs about each reference
-)
+KNOWN = "references.json"  # what duplicate detection needs about each reference
+ALIASES = "aliases.json"  # old BibTeX key -> current key
 # Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
 TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
 SPELLING = "spelling.json"
@@ -97,27 +94,21 @@ def spelling_schema() -> Schema:
 
 
 def make_schema() -> Schema:
-    """Stored fields for display, keyword fields for facets, numeric columns for sorting."""
+    """The Whoosh schema of the field registry (indexer/fields.py): stored fields for display,
+    one analysed text field, keyword fields for facets, numeric columns for sorting."""
     text = analyzer()
-    fields: dict[str, Any] = {
-        "id": ID(stored=True, unique=True),
-        # One searchable text field (title, summary and the rest): matching a word is one
-        # posting list instead of a union over fields. Title and summary are stored for display.
-        "text": TEXT(analyzer=text),
-        "title": STORED(),
-        "summary": STORED(),
-        "authors": TEXT(analyzer=text),
-        "concepts": KEYWORD(lowercase=True, scorable=False),
-        "data": STORED(),
-        # Sort keys live only in columns: a NUMERIC field would also index ~8 trie terms per value.
-        "level_rank": COLUMN(NumericColumn("B")),
-        "class_rank": COLUMN(NumericColumn("B")),
-        "year_sort": COLUMN(NumericColumn("H")),
+    kinds: dict[str, Any] = {
+        "id": lambda f: ID(stored=True, unique=True),
+        "text": lambda f: TEXT(analyzer=text),
+        "stored": lambda f: STORED(),
+        "keyword": lambda f: KEYWORD(lowercase=True, scorable=False),
+        "column": lambda f: COLUMN(NumericColumn(f.column_type)),
     }
-    for name in ("type", "level", "direction", "class", "year", "verification"):
-        fields[name] = ID(stored=True, sortable=True)
-    for name in MULTI_VALUED:
-        fields[name] = KEYWORD(stored=True, scorable=False)
+    fields: dict[str, Any] = {f.name: kinds[f.kind](f) for f in FIELDS}
+    for facet in FACETS:
+        fields[facet.name] = (
+            KEYWORD(stored=True, scorable=False) if facet.multi else ID(stored=True, sortable=True)
+        )
     return Schema(**fields)
 
 
@@ -158,28 +149,12 @@ def is_current(index_dir: Path, fingerprint: str) -> bool:
     if generation is None:
         return False
     manifest = read_manifest(generation)
-    return manifest.get("fingerprint") == fingerprint and manifest.get("schema") == SCHEMA_VERSION
+    return _same_layout(manifest) and manifest.get("fingerprint") == fingerprint
 
 
-_THREAD_LOCKS: dict[Path, threading.Lock] = {}
-
-
-@contextlib.contextmanager
-def process_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock on `path` across processes and threads; it dies with its process.
-
-    A POSIX record lock (lockf), not flock: Whoosh's multi-process writer forks, and forked
-    children inherit flock locks, so a killed build's orphaned workers would hold it forever;
-    lockf locks are not inherited. Record locks are per process, hence the thread lock too.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    thread_lock = _THREAD_LOCKS.setdefault(path.resolve(), threading.Lock())
-    with thread_lock, open(path, "a+") as handle:
-        fcntl.lockf(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
+def _same_layout(manifest: dict[str, Any]) -> bool:
+    """Built with this schema version and these registry fields (else it must be rebuilt)."""
+    return manifest.get("schema") == SCHEMA_VERSION and manifest.get("fields") == FACETS.signature()
 
 
 def writer_lock(index_dir: Path) -> contextlib.AbstractContextManager[None]:
@@ -209,7 +184,7 @@ def build_index(
         _remove_stale(index_dir)
         previous = current_dir(index_dir)
         manifest = read_manifest(previous) if previous else {}
-        full = force or previous is None or manifest.get("schema") != SCHEMA_VERSION
+        full = force or previous is None or not _same_layout(manifest)
         number = int(manifest.get("generation_number", 0)) + 1
         name = f"gen-{number:06d}"
         tmp = index_dir / f"{name}.tmp-{os.getpid()}"
@@ -223,6 +198,7 @@ def build_index(
             tmp / MANIFEST,
             {
                 "schema": SCHEMA_VERSION,
+                "fields": FACETS.signature(),
                 "fingerprint": fingerprint,
                 "generation": name,
                 "generation_number": number,
@@ -259,7 +235,7 @@ def add_documents(
         _remove_stale(index_dir)
         previous = current_dir(index_dir)
         manifest = read_manifest(previous) if previous else {}
-        if previous is None or manifest.get("schema") != SCHEMA_VERSION:
+        if previous is None or not _same_layout(manifest):
             return None
         number = int(manifest["generation_number"]) + 1
         name = f"gen-{number:06d}"
@@ -294,7 +270,9 @@ def add_documents(
 
 def _to_fields(doc: dict[str, Any]) -> dict[str, Any]:
     fields = {k: v for k, v in doc.items() if k != "hash"}
-    for name in (*MULTI_VALUED, "concepts"):
+    for facet in FACETS:
+        fields.setdefault(facet.name, [] if facet.multi else "")
+    for name in (*FACETS.multi_valued, "concepts"):
         fields[name] = " ".join(fields.get(name) or [])
     return fields
 
@@ -339,12 +317,7 @@ def _write_changes(
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, ensure_ascii=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(payload, ensure_ascii=False))
 
 
 def _swap(index_dir: Path, name: str) -> None:

@@ -29,6 +29,23 @@ CLASSES = ("I", "II", "III", "IV")
 DIRECTIONS = ("efficacy", "inefficacy")
 RESULTS = ("positive", "negative", "mixed", "inconclusive")
 
+LEVEL_BOUNDS = ("below-A", "below-B", "below-C")
+NO_RANK = 9
+# One order for levels and classes, used by grading, documents, facets and tables.
+_LEVEL_RANKS = {"A": 1, "B": 2, "C": 3, **{b: 4 + i for i, b in enumerate(LEVEL_BOUNDS)}}
+CLASS_RANK = {c: i + 1 for i, c in enumerate(CLASSES)}
+
+
+def level_rank(level: str | None) -> int:
+    """A, B, C, then the bounds (below-A, below-B, below-C), then unknown."""
+    return _LEVEL_RANKS.get(level or "", NO_RANK)
+
+
+def class_rank(cls: str | None) -> int:
+    """Class I first; unknown last."""
+    return CLASS_RANK.get(cls or "", NO_RANK)
+
+
 LEVEL_LABELS = {
     "A": "Level A: definite efficacy (or inefficacy)",
     "B": "Level B: probable efficacy (or inefficacy)",

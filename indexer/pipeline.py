@@ -16,7 +16,8 @@ from .records import parse_records, record_files
 from .rulesets import RuleSet, load_rulesets
 from .settings import Settings
 from .validate import check
-from .vocab import Vocabularies, load_vocabularies
+from .vocab import Vocabularies
+from .vocabfiles import load_vocabularies
 
 
 @dataclass

@@ -9,39 +9,13 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from .errors import QueryError
+from .fields import FACETS
 from .vocab import Vocabularies, fold
 
 MAX_QUERY_LENGTH = 500
 MAX_NGRAM = 6
 OPERATORS = {"AND", "OR", "NOT", "ANDNOT", "ANDMAYBE"}
-# Fields users may name, and the vocabulary each one's values come from (None: free value).
-QUERY_FIELDS: dict[str, str | None] = {
-    "title": None,
-    "summary": None,
-    "body": None,
-    "author": None,
-    "id": None,
-    "type": None,
-    "level": None,
-    "direction": None,
-    "class": None,
-    "year": None,
-    "verification": None,
-    "guideline": None,
-    "indication": "indications",
-    "condition": "indications",
-    "target": "targets",
-    "side": "sides",
-    "protocol": "protocols",
-}
-FIELD_ALIASES = {
-    "author": "authors",
-    "condition": "indication",
-    "title": "text",
-    "summary": "text",
-    "body": "text",
-}
-UPPER_VALUES = {"level", "class"}
 # Dropped from unquoted words only: they would otherwise be required terms (phrases keep them).
 STOP_WORDS = frozenset(
     "a an and are as at be by for from in into is of on or the to with de des du la le les et en "
@@ -50,10 +24,6 @@ STOP_WORDS = frozenset(
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 TOKEN = re.compile(r'"[^"]*"?|[()]|[^\s()"]+')
 FIELDED = re.compile(r"^([A-Za-z_]+):(.*)$")
-
-
-class QueryError(ValueError):
-    """A query that cannot be run, with a message for the user."""
 
 
 @dataclass(frozen=True)
@@ -155,16 +125,18 @@ def _rewrite_token(token: str, vocab: Vocabularies, found: list[Expansion]) -> s
     if not match:
         return token
     name, value = match.group(1).lower(), match.group(2)
-    if name not in QUERY_FIELDS:
-        close = difflib.get_close_matches(name, list(QUERY_FIELDS), n=1)
-        hint = f" (did you mean '{close[0]}:'?)" if close else f" (fields: {', '.join(QUERY_FIELDS)})"
+    known = FACETS.query_fields()
+    if name not in known:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f" (did you mean '{close[0]}:'?)" if close else f" (fields: {', '.join(known)})"
         raise QueryError(f"unknown field '{name}'{hint}")
-    field = FIELD_ALIASES.get(name, name)
-    vocabulary = QUERY_FIELDS[name]
+    field = FACETS.field_of(name)
+    vocabulary = known[name]
     if vocabulary and value:
         return f"{field}:{_resolve_value(name, vocabulary, value, vocab, found)}"
-    if name in UPPER_VALUES and not value.startswith('"'):
-        value = value.upper()
+    facet = FACETS.get(field)
+    if facet is not None and facet.values is not None and value and not set(value) & set('"*?[]{}()'):
+        value = facet.normalise(value, vocab)
     return f"{field}:{value}"
 
 

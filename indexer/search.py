@@ -1,477 +1,235 @@
 """search(): the one query path for the web app, the JSON API, the CLI and exports.
 
-Besides index.py this is the only module that imports Whoosh.
+`SearchIndex(index_dir)` is a handle on one index directory: the web app keeps one in
+`app.extensions`, scripts get one from indexer.api.open_kb. The module-level functions
+(`search(index_dir, query)`, ...) use one handle per directory for callers that have none.
+Engine-specific work (matching, ranking, highlighting, spelling) lives in engine.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from whoosh import highlight, spelling
-from whoosh import query as wq
-from whoosh.qparser import MultifieldParser
-from whoosh.reading import TermNotFound
 
-from . import index as idx
-from .documents import FACETS, reference_id
-from .facets import SORT_COLUMNS, FacetStore
-from .models import LEVEL_LABELS, Verification
-from .querytext import CJK, QueryError, Understood, understand
+from .engine import Generation, Reader
+from .errors import IndexMissing, QueryError
+from .facets import Mask
+from .fields import FACETS, SORTS, reference_id
+from .models import LEVEL_LABELS
+from .query import MAX_PAGE_SIZE, FacetValue, Hit, Query, Results
+from .querytext import CJK, understand
 from .vocab import Vocabularies
 
 log = logging.getLogger(__name__)
 
-SORTS = ("evidence", "relevance", "year")
-SEARCH_FIELDS = ("text", "authors")
-MAX_PAGE_SIZE = 100
-FACET_VOCABULARY = {
-    "indication": "indications",
-    "target": "targets",
-    "side": "sides",
-    "protocol": "protocols",
-}
-TYPE_LABELS = {
-    "recommendation": "Recommendation",
-    "study": "Study",
-    "reference": "Reference",
-    "knowledge": "Background",
-}
-LEVEL_FACET_LABELS = {
-    **{k: f"Level {k}" for k in LEVEL_LABELS},
-    "below-A": "Below Level A",
-    "below-B": "Below Level B",
-    "below-C": "Below Level C",
-}
+RESULTS_CACHE_SIZE = 1024
+LABELS_CACHE_SIZE = 4096
+
+__all__ = [
+    "IndexMissing",
+    "QueryError",
+    "Query",
+    "Results",
+    "SearchIndex",
+    "SORTS",
+    "get_document",
+    "iter_hits",
+    "open_search",
+    "search",
+]
 
 
-class IndexMissing(RuntimeError):
-    """There is no usable index at the configured place."""
+class SearchIndex:
+    """Searches one index directory, following its generations as they are swapped in."""
 
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = Path(index_dir)
+        self.reader = Reader(self.index_dir)
 
-_BROKEN: dict[Path, str] = {}
+    def generation(self) -> Generation:
+        return self.reader.generation()
 
+    def search(self, query: Query, *, cache: bool = True) -> Results:
+        """Run a query; bad input comes back as Results.error, never as an exception.
 
-@dataclass(frozen=True)
-class Query:
-    """What the user asked for: text, facet filters, sort and page."""
-
-    text: str = ""
-    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    sort: str = "evidence"
-    page: int = 1
-    page_size: int = 20
-
-    @classmethod
-    def make(
-        cls,
-        text: str = "",
-        filters: Mapping[str, Iterable[str]] | None = None,
-        sort: str = "evidence",
-        page: int = 1,
-        page_size: int = 20,
-    ) -> Query:
-        """Normalise filters (sorted, no empty values) so equal views compare equal."""
-        clean = tuple(
-            sorted(
-                (name, tuple(sorted({v for v in values if v}))) for name, values in (filters or {}).items()
-            )
-        )
-        return cls(text.strip(), tuple((n, v) for n, v in clean if v), sort, page, page_size)
-
-    @property
-    def filter_map(self) -> dict[str, tuple[str, ...]]:
-        return dict(self.filters)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], page_size: int = 20) -> Query:
-        """A Query from URL parameters (q, sort, page, one repeatable parameter per facet).
-
-        `params` needs getlist() for repeated facets (werkzeug's MultiDict) or maps names to lists.
+        Results are cached per generation (a new generation starts empty) unless `cache` is
+        False, as for exports, which read every page once.
         """
+        try:
+            opened = self.generation()
+            query = normalise(query, opened.vocab)
+            understood = understand(query.text, opened.vocab)
+        except QueryError as exc:
+            return Results(query, error=str(exc))
+        if cache:
+            cached = _cached(opened, query)
+            if cached is not None:
+                return cached
+        try:
+            results = _run(opened, query, understood.text, understood.expansions)
+        except QueryError as exc:
+            return Results(query, error=str(exc), generation=opened.name)
+        except Exception as exc:  # the engine must never turn a user's query into a crash
+            log.exception("search failed for %r", query)
+            return Results(
+                query, error=f"the query could not be run ({type(exc).__name__})", generation=opened.name
+            )
+        return _remember(opened, query, results) if cache else results
 
-        def values(name: str) -> list[str]:
-            getlist = getattr(params, "getlist", None)
-            raw = getlist(name) if getlist else params.get(name, [])
-            return [raw] if isinstance(raw, str) else list(raw)
+    def iter_hits(self, query: Query) -> Iterator[Hit]:
+        """Every hit of a query, page by page, bypassing the result cache; QueryError first."""
+        page = 1
+        while True:
+            results = self.search(replace(query, page=page, page_size=MAX_PAGE_SIZE), cache=False)
+            if not results.ok:
+                raise QueryError(results.error or "query failed")
+            yield from results.hits
+            if page >= results.page_count:
+                return
+            page += 1
 
-        page = str(params.get("page") or "1")
-        filters = {name: values(name) for name in FACETS if values(name)}
-        return cls.make(
-            str(params.get("q") or ""),
-            filters,
-            str(params.get("sort") or "evidence"),
-            int(page) if page.isascii() and page.isdigit() and len(page) < 10 else 0,
-            page_size,
-        )
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        """The stored fields of one record, reference or page, or None."""
+        return self.generation().document(doc_id)
 
-    def to_params(self, **changes: Any) -> list[tuple[str, str]]:
-        """URL parameters for this query (defaults left out), with `changes` applied."""
-        query = replace(self, **changes)
-        params = [("q", query.text)] if query.text else []
-        params += [(name, value) for name, values in query.filters for value in values]
-        if query.sort != "evidence":
-            params.append(("sort", query.sort))
-        if query.page != 1:
-            params.append(("page", str(query.page)))
-        return params
+    def vocab(self) -> Vocabularies:
+        return self.generation().vocab
 
-    def toggled(self, name: str, value: str) -> Query:
-        """The same query with one facet value switched on or off, back on page 1."""
-        current = set(self.filter_map.get(name, ()))
-        current ^= {value}
-        filters = {**self.filter_map, name: tuple(current)}
-        return Query.make(self.text, filters, self.sort, 1, self.page_size)
+    def key_aliases(self) -> dict[str, str]:
+        """Old BibTeX key -> current key, as renamed with `tmskb rekey`."""
+        return self.generation().aliases
 
-
-@dataclass(frozen=True)
-class Segment:
-    """A piece of highlighted text; `match` pieces matched the query."""
-
-    text: str
-    match: bool
-
-
-@dataclass(frozen=True)
-class Hit:
-    id: str
-    type: str
-    title: str
-    summary: str
-    highlights: tuple[tuple[Segment, ...], ...]
-    rank_reason: str
-    score: float | None
-    fields: dict[str, Any]
-    data: dict[str, Any]
+    def rulesets(self) -> list[dict[str, Any]]:
+        """The grading rule sets the current generation was graded with."""
+        return self.generation().rulesets
 
 
-@dataclass(frozen=True)
-class FacetValue:
-    value: str
-    label: str
-    count: int
-    selected: bool
+_HANDLES: dict[Path, SearchIndex] = {}
+_HANDLES_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Results:
-    query: Query
-    hits: tuple[Hit, ...] = ()
-    total: int = 0
-    facets: dict[str, list[FacetValue]] = field(default_factory=dict)
-    suggestion: str | None = None
-    understood: str = ""
-    expansions: tuple[dict[str, str], ...] = ()
-    error: str | None = None
-    generation: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def page_count(self) -> int:
-        return max(1, math.ceil(self.total / self.query.page_size))
+def open_search(index_dir: Path) -> SearchIndex:
+    """The shared handle of `index_dir` for callers that keep none of their own."""
+    key = Path(index_dir).resolve()
+    with _HANDLES_LOCK:
+        handle = _HANDLES.get(key)
+        if handle is None:
+            handle = _HANDLES[key] = SearchIndex(key)
+        return handle
 
 
-@dataclass
-class _Opened:
-    ix: Any
-    vocab: Vocabularies
-    generation: str
-    spelling_words: dict[str, int]
-    store: FacetStore
-    aliases: dict[str, str] = field(default_factory=dict)
-    rulesets: list[dict[str, Any]] = field(default_factory=list)
-    labels: dict[tuple[str, str], str] = field(default_factory=dict)
-    results: OrderedDict[Query, Results] = field(default_factory=OrderedDict)
-    results_lock: threading.Lock = field(default_factory=threading.Lock)
-    postings: dict[tuple[str, Any], Any] = field(default_factory=dict)
-    local: threading.local = field(default_factory=threading.local)
-
-    def searcher(self) -> Any:
-        """This thread's searcher (Whoosh searchers are not thread-safe; opening one costs ~15 ms)."""
-        searcher = getattr(self.local, "searcher", None)
-        if searcher is None:
-            searcher = self.local.searcher = self.ix.searcher()
-        return searcher
-
-
-_OPEN: dict[Path, _Opened] = {}
-_LOCK = threading.Lock()
-
-
-def open_index(index_dir: Path) -> _Opened:
-    """The current generation, opened once per process and reused until a new one is swapped in."""
-    generation = idx.current_dir(index_dir)
-    if generation is None:
-        raise IndexMissing(f"no index in {index_dir}; build it with 'tmskb index'")
-    with _LOCK:
-        opened = _OPEN.get(generation)
-        if opened is None:
-            vocab_json = generation / idx.VOCAB
-            vocab = Vocabularies.from_json(_read_json(vocab_json)) if vocab_json.is_file() else Vocabularies()
-            spelling_file = generation / idx.SPELLING
-            words = dict(_read_json(spelling_file)) if spelling_file.is_file() else {}
-            for name, _, _ in vocab.names():
-                for word in name.split():
-                    if word.isalpha():
-                        words.setdefault(word, 1)
-            if generation in _BROKEN:
-                raise IndexMissing(_BROKEN[generation])
-            try:
-                ix = idx.open_generation(generation)
-                opened = _Opened(
-                    ix,
-                    vocab,
-                    generation.name,
-                    words,
-                    _facet_store(ix),
-                    aliases=_json_or(generation / idx.ALIASES, {}),
-                    rulesets=_json_or(generation / idx.RULESETS, []),
-                )
-            except Exception as exc:  # a damaged generation: say so once, do not retry per request
-                log.error("cannot open index generation %s: %s", generation, repr(exc))
-                _BROKEN[generation] = (
-                    f"the index in {index_dir} cannot be read ({type(exc).__name__}); "
-                    "rebuild it with 'tmskb index --force'"
-                )
-                raise IndexMissing(_BROKEN[generation]) from None
-            for stale in [p for p in _OPEN if p.parent == generation.parent]:
-                del _OPEN[stale]
-            _OPEN[generation] = opened
-        return opened
-
-
-def _facet_store(ix: Any) -> FacetStore:
-    """Facet postings and sort columns of a generation, read once into NumPy arrays."""
-    with ix.searcher() as searcher:
-        reader = searcher.reader()
-        size = reader.doc_count_all()
-        alive = np.zeros(size, dtype=bool)
-        alive[np.fromiter(reader.all_doc_ids(), dtype=np.int64)] = True
-        postings: dict[str, dict[str, Any]] = {}
-        for name in FACETS:
-            postings[name] = {
-                term.decode("utf-8"): np.fromiter(reader.postings(name, term).all_ids(), dtype=np.int32)
-                for term in reader.lexicon(name)
-            }
-        columns = {}
-        for name in {c for keys in SORT_COLUMNS.values() for c in keys}:
-            column = reader.column_reader(name)
-            columns[name] = np.fromiter((column[i] for i in range(size)), dtype=np.int32, count=size)
-    return FacetStore(size, alive, postings, columns)
-
-
-def _json_or(path: Path, default: Any) -> Any:
-    return _read_json(path) if path.is_file() else default
-
-
-def _read_json(path: Path) -> Any:
-    import json
-
-    return json.loads(path.read_text("utf-8"))
+def as_index(where: SearchIndex | Path) -> SearchIndex:
+    """A handle, given a handle or an index directory."""
+    return where if isinstance(where, SearchIndex) else open_search(where)
 
 
 def search(index_dir: Path, query: Query) -> Results:
-    """Run a query; bad input comes back as Results.error, never as an exception."""
-    try:
-        _check(query)
-        opened = open_index(index_dir)
-        understood = understand(query.text, opened.vocab)
-    except QueryError as exc:
-        return Results(query, error=str(exc))
-    cached = _cached(opened, query)
-    if cached is not None:
-        return cached
-    try:
-        return _remember(opened, query, _run(opened, query, understood))
-    except QueryError as exc:
-        return Results(query, error=str(exc), generation=opened.generation)
-    except Exception as exc:  # the engine must never turn a user's query into a crash
-        log.exception("search failed for %r", query)
-        return Results(
-            query, error=f"the query could not be run ({type(exc).__name__})", generation=opened.generation
-        )
+    return open_search(index_dir).search(query)
 
 
-RESULTS_CACHE_SIZE = 1024
+def iter_hits(index_dir: Path, query: Query) -> Iterator[Hit]:
+    return open_search(index_dir).iter_hits(query)
 
 
-def _cached(opened: _Opened, query: Query) -> Results | None:
-    """Results of an identical query on the same generation (a new generation starts empty)."""
-    with opened.results_lock:
-        results = opened.results.get(query)
-        if results is not None:
-            opened.results.move_to_end(query)
-        return results
+def get_document(index_dir: Path, doc_id: str) -> dict[str, Any] | None:
+    return open_search(index_dir).document(doc_id)
 
 
-def _remember(opened: _Opened, query: Query, results: Results) -> Results:
-    with opened.results_lock:
-        opened.results[query] = results
-        while len(opened.results) > RESULTS_CACHE_SIZE:
-            opened.results.popitem(last=False)
-    return results
+# -- checking --------------------------------------------------------------------------------
 
 
-def _check(query: Query) -> None:
+def normalise(query: Query, vocab: Vocabularies) -> Query:
+    """The query with sort, page and every filter value checked against the facet registry
+    (closed value sets, vocabularies, value patterns); QueryError names the first bad one."""
     if query.sort not in SORTS:
         raise QueryError(f"unknown sort '{query.sort}' (expected one of {', '.join(SORTS)})")
     if query.page < 1:
         raise QueryError("page must be 1 or more")
     if not 1 <= query.page_size <= MAX_PAGE_SIZE:
         raise QueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}")
-    for name, _ in query.filters:
-        if name not in FACETS:
-            raise QueryError(f"unknown filter '{name}' (expected one of {', '.join(FACETS)})")
+    filters: dict[str, list[str]] = {}
+    for name, values in query.filters:
+        facet = FACETS.get(name)
+        if facet is None:
+            raise QueryError(f"unknown filter '{name}' (expected one of {', '.join(FACETS.names)})")
+        filters[name] = [facet.normalise(v, vocab) for v in values]
+    return Query.make(query.text, filters, query.sort, query.page, query.page_size)
 
 
-def _parser(schema: Any) -> MultifieldParser:
-    return MultifieldParser(list(SEARCH_FIELDS), schema=schema)
+def _cached(opened: Generation, query: Query) -> Results | None:
+    with opened.cache_lock:
+        results: Results | None = opened.cache.get(query)
+        if results is not None:
+            opened.cache.move_to_end(query)
+        return results
 
 
-def _run(opened: _Opened, query: Query, understood: Understood) -> Results:
-    store, searcher = opened.store, opened.searcher()
-    parsed = _parser(opened.ix.schema).parse(understood.text) if understood.text else None
+def _remember(opened: Generation, query: Query, results: Results) -> Results:
+    with opened.cache_lock:
+        opened.cache[query] = results
+        while len(opened.cache) > RESULTS_CACHE_SIZE:
+            opened.cache.popitem(last=False)
+    return results
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def _run(
+    opened: Generation, query: Query, text: str, expansions: tuple[Any, ...]
+) -> Results:
+    store = opened.store
+    parsed = opened.parse(text)
     filters = query.filter_map
-    base = _match(opened, searcher, parsed) if parsed is not None else store.alive
+    base = opened.match(parsed) if parsed is not None else store.alive
     matched = store.filtered(base, filters)
-    counts = {f: store.counts(f, matched) for f in FACETS if f not in filters}
+    counts = {name: store.counts(name, matched) for name in FACETS.names if name not in filters}
     for name in filters:  # disjunctive counts: a facet's own filter does not narrow its counts
         counts[name] = store.counts(name, store.filtered(base, filters, skip=name))
     total = int(np.count_nonzero(matched))
     start = (query.page - 1) * query.page_size
-    page, scores = _page(searcher, store, parsed, matched, query, start)
-    terms = _highlight_terms(searcher, parsed)
-    hits = tuple(_hit(searcher, d, query.sort, scores.get(d), terms) for d in page)
+    page, scores = _page(opened, parsed, matched, query, start)
+    terms = opened.highlight_terms(parsed)
+    hits = tuple(_hit(opened, d, query.sort, scores.get(d), terms) for d in page)
     suggestion = None
     if total == 0 and query.text and not CJK.search(query.text):
         within = store.filtered(store.alive, filters) if filters else None
-        suggestion = _suggest(searcher, opened, query.text, within)
-    expansions = tuple(
-        {"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label}
-        for e in understood.expansions
+        suggestion = _suggest(opened, query.text, within)
+    shown = tuple(
+        {"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label} for e in expansions
     )
-    facets = _facets(counts, filters, opened, searcher)
     return Results(
-        query, hits, total, facets, suggestion, understood.text, expansions, None, opened.generation
+        query, hits, total, _facets(opened, counts, filters), suggestion, text, shown, None, opened.name
     )
-
-
-def _match(opened: _Opened, searcher: Any, node: Any) -> Any:
-    """Documents matching a parsed query, as a mask.
-
-    Terms and AND/OR/NOT are evaluated with NumPy over posting lists cached per generation
-    (a word's postings are read once); phrases, wildcards and ranges go to Whoosh.
-    """
-    store = opened.store
-    if isinstance(node, wq.Term):
-        return store.mask_of(_postings(opened, searcher, node.fieldname, node.text))
-    if isinstance(node, wq.And):
-        mask = store.alive.copy()
-        for child in node.subqueries:
-            mask &= _match(opened, searcher, child)
-        return mask
-    if isinstance(node, wq.Or) and not node.minmatch:
-        mask = np.zeros(store.size, dtype=bool)
-        for child in node.subqueries:
-            mask |= _match(opened, searcher, child)
-        return mask
-    if isinstance(node, wq.Not):
-        return store.alive & ~_match(opened, searcher, node.query)
-    if isinstance(node, wq.AndNot):
-        return _match(opened, searcher, node.a) & ~_match(opened, searcher, node.b)
-    if node is wq.NullQuery:
-        return np.zeros(store.size, dtype=bool)
-    return store.mask_of(searcher.docs_for_query(node))
-
-
-POSTINGS_CACHE_SIZE = 20_000
-
-
-def _postings(opened: _Opened, searcher: Any, field: str, text: Any) -> Any:
-    key = (field, text)
-    cached = opened.postings.get(key)
-    if cached is None:
-        try:
-            cached = np.fromiter(searcher.reader().postings(field, text).all_ids(), dtype=np.int64)
-        except TermNotFound:
-            cached = np.zeros(0, dtype=np.int64)
-        if len(opened.postings) >= POSTINGS_CACHE_SIZE:
-            opened.postings.clear()
-        opened.postings[key] = cached
-    return cached
 
 
 def _page(
-    searcher: Any, store: FacetStore, parsed: Any, matched: Any, query: Query, start: int
+    opened: Generation, parsed: Any, matched: Mask, query: Query, start: int
 ) -> tuple[list[int], dict[int, float]]:
     """Doc numbers of the requested page, and scores when sorting by relevance."""
     if query.sort == "relevance" and parsed is not None:
-        allowed = set(np.flatnonzero(matched).tolist())
-        results = searcher.search(parsed, limit=start + query.page_size, filter=allowed)
-        top = [(hit.docnum, hit.score) for hit in results[start : start + query.page_size]]
+        top = opened.ranked(parsed, matched, start, query.page_size)
         return [d for d, _ in top], dict(top)
-    order = store.ordered(matched, "year" if query.sort == "year" else "evidence")
+    order = opened.store.ordered(matched, "year" if query.sort == "year" else "evidence")
     return order[start : start + query.page_size].tolist(), {}
 
 
-def _highlight_terms(searcher: Any, parsed: Any) -> frozenset[str]:
-    """Analysed query words of the text field, to mark in summaries."""
-    if parsed is None:
-        return frozenset()
-    terms = parsed.existing_terms(searcher.reader(), phrases=True, expand=True)
-    return frozenset(
-        text.decode("utf-8") if isinstance(text, bytes) else text for field, text in terms if field == "text"
-    )
-
-
-FRAGMENTER = highlight.ContextFragmenter(maxchars=220, surround=60)
-
-
-class _SegmentFormatter(highlight.Formatter):
-    """Marks matches with control characters; _segments() splits them into Segments."""
-
-    between = "\x1e"
-
-    def format_token(self, text: str, token: Any, replace: bool = False) -> str:
-        return "\x02" + highlight.get_text(text, token, replace) + "\x03"
-
-
-def _segments(marked: str) -> tuple[tuple[Segment, ...], ...]:
-    fragments = []
-    for fragment in marked.split("\x1e"):
-        pieces = []
-        for i, chunk in enumerate(fragment.replace("\x03", "\x02").split("\x02")):
-            if chunk:
-                pieces.append(Segment(chunk, match=i % 2 == 1))
-        if pieces:
-            fragments.append(tuple(pieces))
-    return tuple(fragments)
-
-
-def _hit(searcher: Any, docnum: int, sort: str, score: float | None, terms: frozenset[str]) -> Hit:
-    stored = dict(searcher.stored_fields(docnum))
+def _hit(opened: Generation, docnum: int, sort: str, score: float | None, terms: frozenset[str]) -> Hit:
+    stored = opened.stored(docnum)
     data = stored.pop("data", {}) or {}
     summary = stored.get("summary", "")
-    marked = ""
-    if terms and summary:
-        analyzer = searcher.schema["text"].analyzer
-        marked = highlight.highlight(summary, terms, analyzer, FRAGMENTER, _SegmentFormatter(), top=2)
     return Hit(
         stored["id"],
         stored.get("type", ""),
         stored.get("title", ""),
         summary,
-        _segments(marked) if marked else (),
+        opened.highlights(summary, terms),
         rank_reason(stored, sort, score),
         score if sort == "relevance" else None,
         stored,
@@ -486,7 +244,7 @@ def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None
     if level in LEVEL_LABELS:
         evidence = f"published Level {level}"
     elif level:
-        evidence = LEVEL_FACET_LABELS.get(level, level) + " (exact level not verified)"
+        evidence = FACETS["level"].label(level, None) + " (exact level not verified)"
     elif cls:
         evidence = f"Class {cls} study"
     else:
@@ -499,128 +257,63 @@ def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None
 
 
 def _facets(
-    counts: Mapping[str, Mapping[str, int]],
-    filters: Mapping[str, tuple[str, ...]],
-    opened: _Opened,
-    searcher: Any,
+    opened: Generation, counts: Mapping[str, Mapping[str, int]], filters: Mapping[str, tuple[str, ...]]
 ) -> dict[str, list[FacetValue]]:
     out: dict[str, list[FacetValue]] = {}
-    labels = opened.labels
-    for name in FACETS:
+    for facet in FACETS:
+        name = facet.name
         values = {k: v for k, v in (counts.get(name) or {}).items() if k}
         for selected in filters.get(name, ()):
             values.setdefault(selected, 0)
         items = [
-            FacetValue(
-                v, _cached_label(labels, name, v, opened.vocab, searcher), n, v in filters.get(name, ())
-            )
-            for v, n in values.items()
+            FacetValue(v, facet_label(opened, name, v), n, v in filters.get(name, ())) for v, n in values.items()
         ]
-        key = (lambda f: f.value) if name in ("level", "class") else (lambda f: (-f.count, f.label))
-        if name == "year":
-            key = lambda f: f.value  # noqa: E731
-            items.sort(key=key, reverse=True)
-        else:
-            items.sort(key=key)
+        items.sort(key=facet.sort_key())
         out[name] = items
     return out
 
 
-def _cached_label(
-    cache: dict[tuple[str, str], str], name: str, value: str, vocab: Vocabularies, searcher: Any
-) -> str:
+def facet_label(opened: Generation, name: str, value: str) -> str:
+    """Human label of a facet value; cached per generation for values the index holds."""
     key = (name, value)
-    if key not in cache:
-        cache[key] = facet_label(name, value, vocab, searcher)
-    return cache[key]
-
-
-def facet_label(name: str, value: str, vocab: Vocabularies, searcher: Any = None) -> str:
-    """Human label of a facet value."""
-    if name in FACET_VOCABULARY:
-        return vocab.label(FACET_VOCABULARY[name], value)
-    if name == "level":
-        return LEVEL_FACET_LABELS.get(value, value)
-    if name == "class":
-        return f"Class {value}"
-    if name == "verification":
-        try:
-            return Verification(value).label
-        except ValueError:
-            return value
-    if name == "type":
-        return TYPE_LABELS.get(value, value)
-    if name == "guideline" and searcher is not None:
-        stored = searcher.document(id=reference_id(value))
+    with opened.cache_lock:
+        label = opened.labels.get(key)
+    if label is not None:
+        return label
+    facet = FACETS[name]
+    label = facet.label(value, opened.vocab)
+    if facet.lookup_reference:
+        stored = opened.document(reference_id(value))
         if stored:
-            return str((stored.get("data") or {}).get("short") or value)
-    return value
+            label = str((stored.get("data") or {}).get("short") or value)
+    if value in opened.store.postings.get(name, {}):  # never cache what a client made up
+        with opened.cache_lock:
+            if len(opened.labels) >= LABELS_CACHE_SIZE:
+                opened.labels.popitem(last=False)
+            opened.labels[key] = label
+    return label
 
 
-class _WordCorrector(spelling.Corrector):
-    """Whoosh's list corrector, but a known word stays as it is, and among equally close words
-    the one in more documents wins (Whoosh alone would turn 'pain' into 'main')."""
-
-    def __init__(self, frequencies: dict[str, int]) -> None:
-        self.frequencies = frequencies
-        self.inner = spelling.ListCorrector(sorted(frequencies))
-
-    def suggest(self, text: str, limit: int = 5, maxdist: int = 2, prefix: int = 0) -> list[str]:
-        if text in self.frequencies:
-            return [text]
-        found = list(self.inner._suggestions(text, maxdist, prefix))  # (-distance, word)
-        found.sort(key=lambda item: (-item[0], -self.frequencies.get(item[1], 0), item[1]))
-        return [word for _, word in found[:limit]]
-
-
-_SPELLING_PARSER = MultifieldParser(["text", "authors"], schema=idx.spelling_schema())
-
-
-def _suggest(searcher: Any, opened: _Opened, text: str, within: Any) -> str | None:
+def _suggest(opened: Generation, text: str, within: Mask | None) -> str | None:
     """A corrected query string that finds something, from indexed words and vocabulary names."""
-    try:
-        parsed = _SPELLING_PARSER.parse(text)
-        corrector = _WordCorrector(opened.spelling_words)
-        correction = searcher.correct_query(parsed, text, correctors={f: corrector for f in SEARCH_FIELDS})
-    except Exception:  # a suggestion is optional; never let it break a search
-        log.debug("spelling suggestion failed for %r", text, exc_info=True)
-        return None
-    if not correction.string or correction.string == text:
+    correction = opened.correct(text)
+    if correction is None:
         return None
     try:
-        rewritten = understand(correction.string, opened.vocab).text
-        docs = opened.store.mask_of(searcher.docs_for_query(_parser(opened.ix.schema).parse(rewritten)))
+        rewritten = understand(correction, opened.vocab).text
+        docs = opened.whoosh_match(opened.parse(rewritten)) if rewritten else None
     except QueryError:
+        return None
+    if docs is None:
         return None
     if within is not None:
         docs &= within
-    return correction.string if docs.any() else None
+    return correction if docs.any() else None
 
 
 def key_aliases(index_dir: Path) -> dict[str, str]:
-    """Old BibTeX key -> current key, as renamed with `tmskb rekey` (read once per generation)."""
-    return open_index(index_dir).aliases
+    return open_search(index_dir).key_aliases()
 
 
 def rulesets(index_dir: Path) -> list[dict[str, Any]]:
-    """The grading rule sets the current generation was graded with (read once per generation)."""
-    return open_index(index_dir).rulesets
-
-
-def iter_hits(index_dir: Path, query: Query) -> Any:
-    """Every hit of a query, page by page (for tables and exports); stops at the first error."""
-    page = 1
-    while True:
-        results = search(index_dir, replace(query, page=page, page_size=MAX_PAGE_SIZE))
-        if not results.ok:
-            raise QueryError(results.error or "query failed")
-        yield from results.hits
-        if page >= results.page_count:
-            return
-        page += 1
-
-
-def get_document(index_dir: Path, doc_id: str) -> dict[str, Any] | None:
-    """The stored fields of one record, reference or page, or None."""
-    stored = open_index(index_dir).searcher().document(id=doc_id)
-    return dict(stored) if stored else None
+    return open_search(index_dir).rulesets()

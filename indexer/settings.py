@@ -1,10 +1,22 @@
-"""Where the knowledge base and the index live: defaults, then TMSKB_* variables, then options."""
+"""Where the knowledge base and the index live.
+
+One function, `resolve_settings`, with one precedence order for every front (CLI, web app,
+indexer.api, tests): for each setting, an explicit value (a command-line option, a config key,
+a keyword argument) wins; else its environment variable, when set to a non-empty value; else the
+default derived from the KB root.
+
+    setting    explicit          environment       default
+    root       --root            TMSKB_ROOT        the current directory if it holds a KB, else this checkout
+    kb_dir     -                 TMSKB_KB_DIR      <root>/kb
+    bib_path   -                 TMSKB_BIB         <root>/references.bib
+    index_dir  --index-dir       TMSKB_INDEX_DIR   <root>/instance/index
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -29,27 +41,14 @@ class Settings:
 
     @classmethod
     def for_root(cls, root: Path, index_dir: Path | None = None) -> Settings:
-        """Settings for a KB laid out as root/references.bib + root/kb/."""
-        root = root.resolve()
-        return cls(
-            root, root / "kb", root / "references.bib", (index_dir or root / "instance" / "index").resolve()
-        )
+        """Settings for a KB laid out as root/references.bib + root/kb/ (no environment)."""
+        root = Path(root).resolve()
+        index = Path(index_dir) if index_dir is not None else root / "instance" / "index"
+        return cls(root, root / "kb", root / "references.bib", index.resolve())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Defaults overridden by TMSKB_ROOT, TMSKB_KB_DIR, TMSKB_BIB and TMSKB_INDEX_DIR."""
-        env = os.environ if environ is None else environ
-        settings = cls.for_root(Path(env["TMSKB_ROOT"]) if env.get("TMSKB_ROOT") else _default_root())
-        overrides = {
-            name: Path(env[var]).resolve()
-            for name, var in (
-                ("kb_dir", "TMSKB_KB_DIR"),
-                ("bib_path", "TMSKB_BIB"),
-                ("index_dir", "TMSKB_INDEX_DIR"),
-            )
-            if env.get(var)
-        }
-        return replace(settings, **overrides)
+        return resolve_settings(environ=environ)
 
     def relative(self, path: Path) -> str:
         """Path as shown in messages: relative to the KB root when inside it."""
@@ -57,3 +56,26 @@ class Settings:
             return str(path.resolve().relative_to(self.root))
         except ValueError:
             return str(path)
+
+
+def resolve_settings(
+    root: str | Path | None = None,
+    index_dir: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings by the precedence order in this module's docstring."""
+    env = os.environ if environ is None else environ
+
+    def from_env(name: str) -> Path | None:
+        value = env.get(name, "")
+        return Path(value).resolve() if value.strip() else None
+
+    base = Path(root).resolve() if root is not None else from_env("TMSKB_ROOT") or _default_root()
+    index = Path(index_dir).resolve() if index_dir is not None else from_env("TMSKB_INDEX_DIR")
+    return Settings(
+        base,
+        from_env("TMSKB_KB_DIR") or base / "kb",
+        from_env("TMSKB_BIB") or base / "references.bib",
+        index or (base / "instance" / "index").resolve(),
+    )

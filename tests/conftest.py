@@ -18,9 +18,9 @@ PROJECT = Path(__file__).parent.parent
 
 def build(settings: Settings, force: bool = False) -> idx.BuildReport | None:
     """Build or refresh an index the way `tmskb index` does, without the progress bar."""
-    from indexer.cli import ensure_index
+    from indexer.build import ensure_index
 
-    return ensure_index(settings, force=force, quiet=True)
+    return ensure_index(settings, force=force)
 
 
 @pytest.fixture
@@ -44,9 +44,9 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings.for_root(root, root / "index")
     kb = pipeline.load(settings)
     assert kb.problems == []
-    from indexer.cli import ensure_index
+    from indexer.build import ensure_index
 
-    ensure_index(settings, quiet=True)
+    ensure_index(settings)
     return settings.index_dir
 
 

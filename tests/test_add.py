@@ -189,6 +189,15 @@ def test_a_killed_writer_leaves_the_old_or_the_new_file_and_no_stuck_lock(
     assert search(settings.index_dir, Query.make("concurrent paper number 99")).total == 1
 
 
+def test_an_add_removes_the_temporary_files_of_killed_writers(runner, settings: Settings) -> None:
+    stale = settings.root / ".references.bib.abc123.tmp"  # what a writer killed mid-write leaves
+    stale.write_text("@article{half,\n  title = {A write that never fini")
+    result = add(runner, settings, str(IMPORTS / "paper.ris"))
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and not list(settings.root.glob(".references.bib.*.tmp"))
+    assert "garcia2023theta" in settings.bib_path.read_text()
+
+
 def test_new_skeleton_is_rejected_until_filled_in(runner, settings: Settings) -> None:
     result = runner.invoke(
         cli, ["new", "study", "--ref", "beta2012test", "--id", "beta2012b", "--root", str(settings.root)]

@@ -293,10 +293,11 @@ def test_cli_output_is_atomic_and_bad_queries_write_nothing(bundled_index: Path,
         assert result.exit_code == 1 and result.output.startswith("Error: bad query: ")
         result = runner.invoke(cli, ["export", *args[:-2]])
         assert result.exit_code == 1 and result.stdout == "" and result.output.startswith("Error: ")
-    result = runner.invoke(
-        cli, ["export", "x", "--format", "csv", "--type", "nope", "--index-dir", str(bundled_index)]
-    )
-    assert result.exit_code == 0  # an unknown facet value just matches nothing
+    for bad_filter in (["--type", "nope"], ["--level", "Z"]):  # defect: exported a header-only file
+        where = ["--index-dir", str(bundled_index), "--output", str(bad)]
+        result = runner.invoke(cli, ["export", "x", "--format", "csv", *bad_filter, *where])
+        assert result.exit_code == 1 and "is not a" in result.output and result.stdout == ""
+    assert not bad.exists()
     result = runner.invoke(
         cli, ["export", "x", "--sort", "year", "--format", "csv", "--index-dir", str(tmp_path / "none")]
     )
@@ -307,12 +308,16 @@ def test_cli_output_is_atomic_and_bad_queries_write_nothing(bundled_index: Path,
     assert not bad.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
 
 
-def test_web_bad_query_is_a_json_400(bundled_index: Path) -> None:
+def test_web_bad_query_is_a_400_page_for_people_and_json_for_scripts(bundled_index: Path) -> None:
     client = create_app({"INDEX_DIR": str(bundled_index), "TESTING": True}).test_client()
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
     for url in ("/search.csv?sort=bogus", "/evidence.bib?sort=bogus", "/search.json?year=1&sort=x"):
-        response = client.get(url)
+        response = client.get(url, headers={"Accept": "application/json"})
         assert response.status_code == 400
         assert response.json["ok"] is False and "sort" in response.json["error"]
+        page = client.get(url, headers=browser)  # a download link clicked by a person
+        assert page.status_code == 400 and page.mimetype == "text/html"
+        assert "unknown sort" in page.get_data(as_text=True) and "Back to search" in page.get_data(as_text=True)
     assert client.get("/search.exe").status_code == 404
 
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from indexer import bib, importers, pipeline, records, yamlio
-from indexer.documents import FACETS
+from indexer.fields import FACETS
 from indexer.export import EXTENSIONS
 from indexer.search import SORTS, Query, Results, search
 from indexer.settings import Settings
@@ -197,7 +197,7 @@ FACET_VALUES = [
     "full-text",
     "",
 ]
-facet_name = st.sampled_from(FACETS) | st.text(max_size=12)
+facet_name = st.sampled_from(FACETS.names) | st.text(max_size=12)
 facet_value = st.sampled_from(FACET_VALUES) | st.text(max_size=20)
 filters = st.dictionaries(facet_name, st.lists(facet_value, max_size=4), max_size=5)
 sort = st.sampled_from(SORTS) | st.text(max_size=12)
@@ -218,7 +218,7 @@ made_queries = st.builds(
 
 
 page_param = st.integers(-5, 10**9).map(str) | st.text(max_size=8) | st.just("9" * 5000)
-url_param_name = st.sampled_from(["q", "sort", "page", *FACETS]) | st.text(max_size=10)
+url_param_name = st.sampled_from(["q", "sort", "page", *FACETS.names]) | st.text(max_size=10)
 url_param_value = st.one_of(query_text, sort, page_param, facet_value)
 
 
@@ -236,7 +236,9 @@ def from_params_queries(draw: Any) -> Query:
             for item in [value] if isinstance(value, str) else value:
                 multi.add(name, item)
         params = multi  # type: ignore[assignment]
-    return Query.from_params(params, page_size=draw(page_size))
+    if draw(st.booleans()):
+        params["page_size"] = str(draw(page_size))
+    return Query.from_params(params)
 
 
 queries = st.one_of(direct_queries, made_queries, from_params_queries())

@@ -1,0 +1,116 @@
+"""Pre-flight duplicate detection for `tmskb add`: same identifier, or same author, year and title."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .importers import Candidate
+from .keys import ascii_fold
+
+TITLE_SIMILARITY = 0.92
+
+
+@dataclass(frozen=True)
+class Known:
+    """What duplicate detection needs to know about an existing reference."""
+
+    key: str
+    doi: str | None
+    pmid: str | None
+    pmcid: str | None
+    title: str
+    year: str
+    first_author: str
+
+
+def known_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Known]:
+    """Known references from documents.known_references rows (as saved with each index generation)."""
+    return [
+        Known(r["key"], r["doi"], r["pmid"], r["pmcid"], r["title"], r["year"], ascii_fold(r["first_author"]))
+        for r in rows
+    ]
+
+
+def identity(candidate: Candidate) -> str:
+    """A stable name for a candidate before it has a key (for the not-duplicates file)."""
+    f = candidate.fields
+    for name in ("doi", "pmid", "pmcid"):
+        if f.get(name):
+            return f"{name}:{f[name]}"
+    first = ascii_fold(candidate.authors[0][0]) if candidate.authors else ""
+    return f"title:{normalise_title(f.get('title', ''))}|{f.get('year', '')}|{first}"
+
+
+def normalise_title(title: str) -> str:
+    """Lower-case ASCII words of a title, without braces or accents, single-spaced."""
+    decomposed = unicodedata.normalize("NFKD", title.replace("{", "").replace("}", ""))
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return " ".join(re.findall(r"[a-z0-9]+", letters))
+
+
+def duplicate_reason(candidate: Candidate, known: Known) -> str | None:
+    """Why `candidate` is probably `known`, or None."""
+    f = candidate.fields
+    for name in ("doi", "pmid", "pmcid"):
+        mine, theirs = f.get(name), getattr(known, name)
+        if mine and theirs and mine.lower() == theirs.lower():
+            return f"same {name.upper()} {mine}"
+    for name in ("doi", "pmid"):  # different identifiers of the same kind: different papers
+        mine, theirs = f.get(name), getattr(known, name)
+        if mine and theirs and mine.lower() != theirs.lower():
+            return None
+    first = ascii_fold(candidate.authors[0][0]) if candidate.authors else ""
+    if (
+        not f.get("title")
+        or not known.title
+        or f.get("year", "") != known.year
+        or first != known.first_author
+    ):
+        return None
+    similarity = difflib.SequenceMatcher(
+        None, normalise_title(f["title"]), normalise_title(known.title)
+    ).ratio()
+    if similarity >= TITLE_SIMILARITY:
+        return f"same first author, year and title ({similarity:.0%} alike)"
+    return None
+
+
+def find_duplicates(
+    candidates: list[Candidate], known: Iterable[Known], not_duplicates: set[tuple[str, str]]
+) -> dict[int, list[tuple[str, str]]]:
+    """For each candidate (by position), the (existing key, reason) pairs it duplicates.
+
+    Candidates are also checked against each other, so one import cannot add a paper twice.
+    """
+    known = list(known)
+    found: dict[int, list[tuple[str, str]]] = {}
+    for i, candidate in enumerate(candidates):
+        me = identity(candidate)
+        hits = []
+        for other in known:
+            if (me, other.key) in not_duplicates:
+                continue
+            reason = duplicate_reason(candidate, other)
+            if reason:
+                hits.append((other.key, reason))
+        for j, earlier in enumerate(candidates[:i]):
+            reason = duplicate_reason(candidate, known_of(earlier, f"#{j + 1} in this import"))
+            if reason:
+                hits.append((f"#{j + 1} in this import", reason))
+        if hits:
+            found[i] = hits
+    return found
+
+
+def known_of(candidate: Candidate, key: str) -> Known:
+    """A candidate as a Known reference under `key`, to compare candidates with each other."""
+    f = candidate.fields
+    first = ascii_fold(candidate.authors[0][0]) if candidate.authors else ""
+    return Known(
+        key, f.get("doi"), f.get("pmid"), f.get("pmcid"), f.get("title", ""), f.get("year", ""), first
+    )

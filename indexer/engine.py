@@ -1,0 +1,285 @@
+"""The Whoosh side of search: one opened index generation and everything that reads it.
+
+`Reader(index_dir)` follows the index's CURRENT generation and opens each one once (its
+sidecar JSON files, its facet arrays, a searcher per thread, a posting-list cache). A
+generation that cannot be read is remembered as broken, so a damaged index answers
+IndexMissing at once instead of being retried per request. Besides index.py (the writer) this
+is the only module that imports Whoosh, and the only one that uses Whoosh's private parts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from whoosh import highlight, spelling
+from whoosh import query as wq
+from whoosh.qparser import MultifieldParser
+from whoosh.reading import TermNotFound
+
+from . import index as idx
+from .errors import IndexMissing
+from .facets import FacetStore, Mask
+from .fields import FACETS, SEARCH_FIELDS, SORT_COLUMNS
+from .query import Segment
+from .vocab import Vocabularies
+
+log = logging.getLogger(__name__)
+
+POSTINGS_CACHE_SIZE = 20_000
+FRAGMENTER = highlight.ContextFragmenter(maxchars=220, surround=60)
+
+
+@dataclass
+class Generation:
+    """One opened, immutable index generation."""
+
+    ix: Any
+    name: str
+    vocab: Vocabularies
+    spelling_words: dict[str, int]
+    store: FacetStore
+    aliases: dict[str, str] = field(default_factory=dict)
+    rulesets: list[dict[str, Any]] = field(default_factory=list)
+    postings: dict[tuple[str, Any], Any] = field(default_factory=dict)
+    local: threading.local = field(default_factory=threading.local)
+    cache: OrderedDict[Any, Any] = field(default_factory=OrderedDict)  # results, LRU
+    labels: OrderedDict[Any, str] = field(default_factory=OrderedDict)  # facet labels, LRU
+    cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, path: Path) -> Generation:
+        """Open a generation directory; any failure to read it raises (the Reader reports it)."""
+        vocab = Vocabularies.from_json(_json_or(path / idx.VOCAB, {}))
+        words = dict(_json_or(path / idx.SPELLING, {}))
+        for name, _, _ in vocab.names():
+            for word in name.split():
+                if word.isalpha():
+                    words.setdefault(word, 1)
+        ix = idx.open_generation(path)
+        return cls(
+            ix,
+            path.name,
+            vocab,
+            words,
+            facet_store(ix),
+            aliases=dict(_json_or(path / idx.ALIASES, {})),
+            rulesets=list(_json_or(path / idx.RULESETS, [])),
+        )
+
+    def searcher(self) -> Any:
+        """This thread's searcher (Whoosh searchers are not thread-safe; opening one costs ~15 ms)."""
+        searcher = getattr(self.local, "searcher", None)
+        if searcher is None:
+            searcher = self.local.searcher = self.ix.searcher()
+        return searcher
+
+    # -- matching ----------------------------------------------------------------------------
+
+    def parse(self, text: str) -> Any:
+        """Whoosh's parser over the searchable fields; None for an empty query."""
+        return MultifieldParser(list(SEARCH_FIELDS), schema=self.ix.schema).parse(text) if text else None
+
+    def match(self, node: Any) -> Mask:
+        """Documents matching a parsed query, as a boolean mask over document numbers.
+
+        Terms and AND/OR/NOT are evaluated with NumPy over posting lists cached per generation
+        (a word's postings are read once); phrases, wildcards, ranges and anything else go to
+        Whoosh. tests/test_evaluator.py checks this against Whoosh's own matching.
+        """
+        store = self.store
+        if isinstance(node, wq.Term):
+            return store.mask_of(self._postings(node.fieldname, node.text))
+        if isinstance(node, wq.And):
+            mask = store.alive.copy()
+            for child in node.subqueries:
+                mask &= self.match(child)
+            return mask
+        if isinstance(node, wq.Or) and not node.minmatch:
+            mask = np.zeros(store.size, dtype=bool)
+            for child in node.subqueries:
+                mask |= self.match(child)
+            return mask
+        if isinstance(node, wq.Not):
+            return store.alive & ~self.match(node.query)
+        if isinstance(node, wq.AndNot):
+            return self.match(node.a) & ~self.match(node.b)
+        if node is wq.NullQuery:
+            return np.zeros(store.size, dtype=bool)
+        return store.mask_of(self.searcher().docs_for_query(node))
+
+    def whoosh_match(self, node: Any) -> Mask:
+        """Whoosh's own answer for a parsed query (the reference for the fast evaluator)."""
+        return self.store.mask_of(self.searcher().docs_for_query(node))
+
+    def _postings(self, fieldname: str, text: Any) -> Any:
+        key = (fieldname, text)
+        cached = self.postings.get(key)
+        if cached is None:
+            try:
+                ids = self.searcher().reader().postings(fieldname, text).all_ids()
+                cached = np.fromiter(ids, dtype=np.int64)
+            except TermNotFound:
+                cached = np.zeros(0, dtype=np.int64)
+            if len(self.postings) >= POSTINGS_CACHE_SIZE:
+                self.postings.clear()
+            self.postings[key] = cached
+        return cached
+
+    def ranked(self, node: Any, matched: Mask, start: int, size: int) -> list[tuple[int, float]]:
+        """(doc number, score) of one page by Whoosh's BM25F, restricted to `matched`."""
+        allowed = set(np.flatnonzero(matched).tolist())
+        results = self.searcher().search(node, limit=start + size, filter=allowed)
+        return [(hit.docnum, hit.score) for hit in results[start : start + size]]
+
+    # -- display -----------------------------------------------------------------------------
+
+    def stored(self, docnum: int) -> dict[str, Any]:
+        return dict(self.searcher().stored_fields(docnum))
+
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        stored = self.searcher().document(id=doc_id)
+        return dict(stored) if stored else None
+
+    def highlight_terms(self, node: Any) -> frozenset[str]:
+        """Analysed query words of the text field, to mark in summaries."""
+        if node is None:
+            return frozenset()
+        terms = node.existing_terms(self.searcher().reader(), phrases=True, expand=True)
+        return frozenset(
+            text.decode("utf-8") if isinstance(text, bytes) else text for name, text in terms if name == "text"
+        )
+
+    def highlights(self, text: str, terms: frozenset[str]) -> tuple[tuple[Segment, ...], ...]:
+        """Up to two fragments of `text` with the query's words marked."""
+        if not terms or not text:
+            return ()
+        analyzer = self.ix.schema["text"].analyzer
+        marked = highlight.highlight(text, terms, analyzer, FRAGMENTER, _SegmentFormatter(), top=2)
+        return _segments(marked) if marked else ()
+
+    # -- spelling ----------------------------------------------------------------------------
+
+    def correct(self, text: str) -> str | None:
+        """Whoosh's query correction with our word list; None if nothing changes."""
+        try:
+            parsed = _SPELLING_PARSER.parse(text)
+            corrector = _WordCorrector(self.spelling_words)
+            correctors = {name: corrector for name in SEARCH_FIELDS}
+            correction = self.searcher().correct_query(parsed, text, correctors=correctors)
+        except Exception:  # a suggestion is optional; never let it break a search
+            log.debug("spelling suggestion failed for %r", text, exc_info=True)
+            return None
+        if not correction.string or correction.string == text:
+            return None
+        return str(correction.string)
+
+
+def facet_store(ix: Any) -> FacetStore:
+    """Facet postings and sort columns of a generation, read once into NumPy arrays."""
+    with ix.searcher() as searcher:
+        reader = searcher.reader()
+        size = reader.doc_count_all()
+        alive = np.zeros(size, dtype=bool)
+        alive[np.fromiter(reader.all_doc_ids(), dtype=np.int64)] = True
+        postings: dict[str, dict[str, Any]] = {}
+        for name in FACETS.names:
+            if name not in ix.schema:
+                continue
+            postings[name] = {
+                term.decode("utf-8"): np.fromiter(reader.postings(name, term).all_ids(), dtype=np.int32)
+                for term in reader.lexicon(name)
+            }
+        columns = {}
+        for name in {c for keys in SORT_COLUMNS.values() for c in keys}:
+            column = reader.column_reader(name)
+            columns[name] = np.fromiter((column[i] for i in range(size)), dtype=np.int32, count=size)
+    return FacetStore(size, alive, postings, columns)
+
+
+def _json_or(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text("utf-8")) if path.is_file() else default
+
+
+class Reader:
+    """Follows one index directory's CURRENT generation; opens each generation once."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = Path(index_dir)
+        self._lock = threading.Lock()
+        self._current: Generation | None = None
+        self._current_path: Path | None = None
+        self._broken: dict[Path, str] = {}
+
+    def generation(self) -> Generation:
+        """The current generation, opened (IndexMissing if there is none or it is damaged)."""
+        path = idx.current_dir(self.index_dir)
+        if path is None:
+            raise IndexMissing("there is no search index yet; build it with 'tmskb index'")
+        with self._lock:
+            if self._current is not None and self._current_path == path:
+                return self._current
+            if path in self._broken:
+                raise IndexMissing(self._broken[path])
+            try:
+                opened = Generation.open(path)
+            except Exception as exc:  # a damaged generation: say so once, do not retry per request
+                log.error("cannot open index generation %s: %r", path, exc)
+                exc.__traceback__ = None  # its frames hold Whoosh's open files; let them go now
+                self._broken[path] = (
+                    f"the search index cannot be read ({type(exc).__name__}); "
+                    "rebuild it with 'tmskb index --force'"
+                )
+                raise IndexMissing(self._broken[path]) from None
+            self._current, self._current_path = opened, path
+            return opened
+
+
+# -- helpers of Generation ---------------------------------------------------------------------
+
+
+class _SegmentFormatter(highlight.Formatter):
+    """Marks matches with control characters; _segments() splits them into Segments."""
+
+    between = "\x1e"
+
+    def format_token(self, text: str, token: Any, replace: bool = False) -> str:
+        return "\x02" + highlight.get_text(text, token, replace) + "\x03"
+
+
+def _segments(marked: str) -> tuple[tuple[Segment, ...], ...]:
+    fragments = []
+    for fragment in marked.split("\x1e"):
+        pieces = []
+        for i, chunk in enumerate(fragment.replace("\x03", "\x02").split("\x02")):
+            if chunk:
+                pieces.append(Segment(chunk, match=i % 2 == 1))
+        if pieces:
+            fragments.append(tuple(pieces))
+    return tuple(fragments)
+
+
+class _WordCorrector(spelling.Corrector):
+    """Whoosh's list corrector, but a known word stays as it is, and among equally close words
+    the one in more documents wins (Whoosh alone would turn 'pain' into 'main')."""
+
+    def __init__(self, frequencies: dict[str, int]) -> None:
+        self.frequencies = frequencies
+        self.inner = spelling.ListCorrector(sorted(frequencies))
+
+    def suggest(self, text: str, limit: int = 5, maxdist: int = 2, prefix: int = 0) -> list[str]:
+        if text in self.frequencies:
+            return [text]
+        found = list(self.inner._suggestions(text, maxdist, prefix))  # (-distance, word)
+        found.sort(key=lambda item: (-item[0], -self.frequencies.get(item[1], 0), item[1]))
+        return [word for _, word in found[:limit]]
+
+
+_SPELLING_PARSER = MultifieldParser(list(SEARCH_FIELDS), schema=idx.spelling_schema())
+

@@ -1,0 +1,277 @@
+"""The one registry of index fields and facets.
+
+Every facet is defined here once: its index type, whether it is multi-valued, its label, the
+vocabulary or closed value set its values come from, how its values are ordered and labelled,
+and (for facets added later) how a document gets its values. The Whoosh schema (index.py),
+document building (documents.py), filtering and facet counts (search.py), the query language's
+field names (querytext.py), the CLI's filter options, the OpenAPI parameters and the templates'
+filter lists all read it. Adding a facet is one `Facet(...)` entry plus the data it reads:
+see docs/architecture.md.
+
+Nothing here imports Whoosh or the parsing stack, so the read path stays light.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import QueryError
+from .models import CLASSES, DIRECTIONS, LEVEL_BOUNDS, LEVELS, Verification, class_rank, level_rank
+
+if TYPE_CHECKING:
+    from .vocab import Vocabularies
+
+REFERENCE_PREFIX = "@"  # a study's id is its BibTeX key, so reference documents get "@key"
+
+
+def reference_id(key: str) -> str:
+    """Index id of the document for a BibTeX entry."""
+    return REFERENCE_PREFIX + key
+
+
+# A function a facet uses to get its values from a record when documents are built:
+# extract(record, kb) -> values. Only facets added after the built-in ones need one; the
+# built-in facets are filled by documents.py, which knows each record type.
+Extract = Callable[[Any, Any], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class Facet:
+    """One filterable, countable field.
+
+    name        index field and URL/CLI parameter name
+    title       heading of its filter list, and its column label
+    multi       several values per document (KEYWORD) or one (ID)
+    vocabulary  kb/vocab/<vocabulary>.yaml gives its values and their labels
+    values      a closed set of values (case-insensitive on input); None: open
+    labels      fixed labels for values (else the vocabulary's, else the value)
+    order       facet value order: "count" (most first), "rank" (by `rank`), "desc" (newest first)
+    rank        sort key of a value for order="rank"
+    pattern     regular expression open values must match (e.g. a year)
+    extract     how documents get values, for facets documents.py does not fill itself
+    """
+
+    name: str
+    title: str
+    multi: bool = False
+    vocabulary: str | None = None
+    values: tuple[str, ...] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    order: str = "count"
+    rank: Callable[[str], int] | None = None
+    pattern: str | None = None
+    describe: str = ""
+    extract: Extract | None = None
+    lookup_reference: bool = False  # label = the short citation of the reference with this key
+    on_evidence: bool = True  # offered as a filter of the evidence table (recommendations)
+
+    def normalise(self, value: str, vocab: Vocabularies | None) -> str:
+        """The stored form of a filter value as typed by a user; QueryError if it cannot be one."""
+        text = value.strip()
+        if self.values is not None:
+            for known in self.values:
+                if known.lower() == text.lower():
+                    return known
+            raise QueryError(
+                f"'{text}' is not a {self.title.lower()} value (expected one of {', '.join(self.values)})"
+            )
+        if self.vocabulary and vocab is not None:
+            term = vocab.resolve(self.vocabulary, text)
+            if term is not None:
+                return term.id
+            close = vocab.suggest(self.vocabulary, text)
+            hint = f"; did you mean '{close}'?" if close else ""
+            raise QueryError(f"'{text}' is not a known {self.title.lower()}{hint}")
+        if self.pattern and not re.fullmatch(self.pattern, text):
+            raise QueryError(f"'{text}' is not a valid {self.title.lower()} ({self.describe})")
+        return text
+
+    def label(self, value: str, vocab: Vocabularies | None) -> str:
+        """Human label of a value (reference short names are resolved by the search layer)."""
+        if value in self.labels:
+            return self.labels[value]
+        if self.vocabulary and vocab is not None:
+            return vocab.label(self.vocabulary, value)
+        return value
+
+    def sort_key(self) -> Callable[[Any], Any]:
+        """Key over FacetValue-like objects (value, label, count) for this facet's order."""
+        if self.order == "rank" and self.rank is not None:
+            rank = self.rank
+            return lambda f: (rank(f.value), f.value)
+        if self.order == "desc":
+            return lambda f: _Desc(f.value)
+        return lambda f: (-f.count, f.label)
+
+
+@dataclass(frozen=True)
+class _Desc:
+    """Reverses string order inside a sort key."""
+
+    value: str
+
+    def __lt__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.value > other.value
+
+
+TYPE_LABELS = {
+    "recommendation": "Recommendation",
+    "study": "Study",
+    "reference": "Reference",
+    "knowledge": "Background",
+}
+LEVEL_FACET_LABELS = {
+    **{k: f"Level {k}" for k in LEVELS},
+    **{b: f"Below Level {b[-1]}" for b in LEVEL_BOUNDS},
+}
+
+BUILTIN_FACETS: tuple[Facet, ...] = (
+    Facet("type", "Record type", values=tuple(TYPE_LABELS), labels=TYPE_LABELS, on_evidence=False),
+    Facet(
+        "level",
+        "Level",
+        values=(*LEVELS, *LEVEL_BOUNDS),
+        labels=LEVEL_FACET_LABELS,
+        order="rank",
+        rank=level_rank,
+    ),
+    Facet("direction", "Direction", values=DIRECTIONS),
+    Facet("indication", "Indication", multi=True, vocabulary="indications"),
+    Facet("target", "Target", multi=True, vocabulary="targets"),
+    Facet("side", "Side", multi=True, vocabulary="sides", on_evidence=False),
+    Facet("protocol", "Protocol", multi=True, vocabulary="protocols"),
+    Facet(
+        "class",
+        "Study class",
+        values=CLASSES,
+        labels={c: f"Class {c}" for c in CLASSES},
+        order="rank",
+        rank=class_rank,
+        on_evidence=False,
+    ),
+    Facet(
+        "year", "Year", order="desc", pattern=r"\d{4}", describe="four digits, e.g. 2020", on_evidence=False
+    ),
+    Facet("guideline", "Guideline", multi=True, lookup_reference=True),
+    Facet(
+        "verification",
+        "Verification",
+        values=tuple(v.value for v in Verification),
+        labels={v.value: v.label for v in Verification},
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TextField:
+    """A searchable or stored field that is not a facet."""
+
+    name: str
+    kind: str  # "id" (unique, stored), "text" (analysed), "keyword", "stored", "column"
+    query_names: tuple[str, ...] = ()  # names users may write before a colon
+    column_type: str = ""  # struct code of a numeric sort column
+
+
+FIELDS: tuple[TextField, ...] = (
+    TextField("id", "id", ("id",)),
+    # One searchable text field (title, summary and the rest): matching a word is one posting
+    # list instead of a union over fields.
+    TextField("text", "text", ("title", "summary", "body")),
+    TextField("authors", "text", ("author",)),
+    TextField("title", "stored"),
+    TextField("summary", "stored"),
+    TextField("data", "stored"),
+    TextField("concepts", "keyword"),
+    # Sort keys live only in columns: a numeric field would also index ~8 trie terms per value.
+    TextField("level_rank", "column", column_type="B"),
+    TextField("class_rank", "column", column_type="B"),
+    TextField("year_sort", "column", column_type="H"),
+)
+SEARCH_FIELDS = ("text", "authors")
+# Sorts and the columns they order by (ties by document number).
+SORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "evidence": ("level_rank", "class_rank", "year_sort"),
+    "relevance": (),
+    "year": ("year_sort", "level_rank", "class_rank"),
+}
+SORTS = tuple(SORT_COLUMNS)
+# Query-language aliases of facet names.
+FACET_ALIASES = {"condition": "indication"}
+
+
+class Registry:
+    """The facets in force (built-ins plus any registered, e.g. by a test or a plug-in)."""
+
+    def __init__(self, facets: Iterable[Facet]) -> None:
+        self._facets: dict[str, Facet] = {f.name: f for f in facets}
+
+    def __iter__(self) -> Iterator[Facet]:
+        return iter(self._facets.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._facets
+
+    def __getitem__(self, name: str) -> Facet:
+        return self._facets[name]
+
+    def get(self, name: str) -> Facet | None:
+        return self._facets.get(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._facets)
+
+    @property
+    def multi_valued(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self if f.multi)
+
+    def register(self, facet: Facet) -> None:
+        if facet.name in self._facets or facet.name in {f.name for f in FIELDS}:
+            raise ValueError(f"field '{facet.name}' is already defined")
+        self._facets[facet.name] = facet
+
+    def unregister(self, name: str) -> None:
+        if any(f.name == name for f in BUILTIN_FACETS):
+            raise ValueError(f"'{name}' is a built-in facet")
+        self._facets.pop(name, None)
+
+    def signature(self) -> list[str]:
+        """What an index generation must have been built with (stored in its manifest)."""
+        return [f"{f.name}:{'multi' if f.multi else 'single'}" for f in self]
+
+    def query_fields(self) -> dict[str, str | None]:
+        """Names users may write before a colon -> the vocabulary their values come from."""
+        out: dict[str, str | None] = {}
+        for text_field in FIELDS:
+            for name in text_field.query_names:
+                out[name] = None
+        for facet in self:
+            out[facet.name] = facet.vocabulary
+        for alias, target in FACET_ALIASES.items():
+            if target in self._facets:
+                out[alias] = self._facets[target].vocabulary
+        return out
+
+    def field_of(self, query_name: str) -> str:
+        """The index field a query-language name searches."""
+        for text_field in FIELDS:
+            if query_name in text_field.query_names:
+                return text_field.name
+        return FACET_ALIASES.get(query_name, query_name)
+
+
+FACETS = Registry(BUILTIN_FACETS)
+
+
+@contextmanager
+def extra_facet(facet: Facet) -> Iterator[Facet]:
+    """Register a facet for the duration of a block (tests, experiments)."""
+    FACETS.register(facet)
+    try:
+        yield facet
+    finally:
+        FACETS.unregister(facet.name)

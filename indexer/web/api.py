@@ -1,0 +1,76 @@
+"""The JSON API: one page of results, one record, the evidence table, and its OpenAPI document."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from ..documents import plain
+from ..evidence import evidence_table
+from ..fields import FACETS
+from ..query import results_json
+from .errors import error_response
+from .pages import find_document
+from .state import current_query, state
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+OPENAPI_BASE = Path(__file__).with_name("openapi-base.json")
+
+
+@bp.get("/search")
+def search() -> Any:
+    results = state().index.search(current_query())
+    if not results.ok:
+        return error_response(400, results.error or "bad query")
+    return jsonify(results_json(results))
+
+
+@bp.get("/records/<path:doc_id>")
+def record(doc_id: str) -> Any:
+    return jsonify({"ok": True, "record": find_document(doc_id)})
+
+
+@bp.get("/evidence")
+def evidence() -> Any:
+    groups = evidence_table(state().index, current_query())  # a QueryError becomes a 400
+    return jsonify({"ok": True, "groups": [plain(g) for g in groups]})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(openapi_document())
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document: the base file plus one parameter per registry facet."""
+    spec = copy.deepcopy(_base())
+    for ops in spec["paths"].values():
+        for op in ops.values():
+            if op.pop("x-tmskb-facet-parameters", False):
+                op["parameters"] += [_facet_parameter(f) for f in FACETS]
+    return spec
+
+
+@cache
+def _base() -> dict[str, Any]:
+    return dict(json.loads(OPENAPI_BASE.read_text("utf-8")))
+
+
+def _facet_parameter(facet: Any) -> dict[str, Any]:
+    items: dict[str, Any] = {"type": "string"}
+    if facet.values is not None:
+        items["enum"] = list(facet.values)
+    where = f" Values: terms of the {facet.vocabulary} vocabulary (ids or any name)." if facet.vocabulary else ""
+    return {
+        "name": facet.name,
+        "in": "query",
+        "schema": {"type": "array", "items": items},
+        "style": "form",
+        "explode": True,
+        "description": f"Filter by {facet.title.lower()} (repeat or comma-separate for OR).{where}",
+    }

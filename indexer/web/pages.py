@@ -1,0 +1,124 @@
+"""HTML pages: search, records, the evidence table, about the levels."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
+
+from ..evidence import evidence_table
+from ..export import FORMATS
+from ..fields import FACETS, REFERENCE_PREFIX, SORTS, TYPE_LABELS
+from ..models import LEVEL_LABELS, Verification
+from ..query import Query
+from .state import current_query, state
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def home() -> Any:
+    query = current_query()
+    results = state().index.search(query)
+    return render_template("search.html", results=results, query=query), 200 if results.ok else 400
+
+
+@bp.get("/records/<path:doc_id>")
+def record(doc_id: str) -> Any:
+    doc = find_document(doc_id)
+    data = doc.get("data") or {}
+    context: dict[str, Any] = {"doc": doc, "data": data}
+    kind = doc.get("type")
+    if kind == "reference":
+        context["citations"] = state().citations(doc)
+    key = (data.get("reference") or data.get("guideline") or {}).get("key")
+    if key:
+        cited = state().reference(key)
+        context["cited"] = cited
+        if cited:
+            context["citations"] = state().citations(cited)
+    return render_template(f"record_{kind}.html", **context)
+
+
+@bp.get("/evidence")
+def evidence() -> Any:
+    query = current_query()
+    results = state().index.search(query.with_filter("type", ["recommendation"]))
+    groups = evidence_table(state().index, query) if results.ok else []
+    return render_template("evidence.html", groups=groups, results=results, query=query), (
+        200 if results.ok else 400
+    )
+
+
+@bp.get("/about/levels")
+def about_levels() -> Any:
+    return render_template(
+        "about_levels.html",
+        rulesets=state().index.rulesets(),
+        verifications=list(Verification),
+        fields=FACETS.query_fields(),
+    )
+
+
+def find_document(doc_id: str) -> dict[str, Any]:
+    """The stored record, a 301 to a renamed reference's new key, or a 404."""
+    index = state().index
+    doc = index.document(doc_id)
+    if doc is None and doc_id.startswith(REFERENCE_PREFIX):
+        renamed = index.key_aliases().get(doc_id.removeprefix(REFERENCE_PREFIX))
+        if renamed:
+            target = url_for(request.endpoint or "pages.record", doc_id=REFERENCE_PREFIX + renamed)
+            abort(redirect(target, 301))
+    if doc is None:
+        what = "reference with key" if doc_id.startswith(REFERENCE_PREFIX) else "record with id"
+        abort(404, description=f"No {what} '{doc_id.removeprefix(REFERENCE_PREFIX)}'")
+    return doc
+
+
+# -- template helpers ------------------------------------------------------------------------
+
+EXPORT_LINKS = tuple((f.label, f.extension) for f in FORMATS.values() if f.linked)
+
+
+def register_template_helpers(app: Flask) -> None:
+    @app.template_filter("http_url")
+    def http_url(value: Any) -> str | None:
+        """The value if it is an http(s) address, else None: never link javascript: or data: URLs."""
+        text = str(value or "")
+        return text if text.lower().startswith(("http://", "https://")) else None
+
+    @app.context_processor
+    def helpers() -> dict[str, Any]:
+        return {
+            "facet_registry": FACETS,
+            "facet_titles": {f.name: f.title for f in FACETS},
+            "evidence_facets": [f.name for f in FACETS if f.on_evidence],
+            "sorts": SORTS,
+            "type_labels": TYPE_LABELS,
+            "level_labels": LEVEL_LABELS,
+            "verification_label": verification_label,
+            "url_for_query": url_for_query,
+            "reference_prefix": REFERENCE_PREFIX,
+            "export_links": EXPORT_LINKS,
+            "export_url": export_url,
+        }
+
+
+def url_for_query(endpoint: str, query: Query, **changes: Any) -> str:
+    """A page URL for `query` with `changes` (page=2, sort='year', ...)."""
+    params = query.to_params(**changes)
+    return url_for(endpoint) + (f"?{urlencode(params)}" if params else "")
+
+
+def export_url(endpoint: str, ext: str, query: Query) -> str:
+    """The download URL of `query` in the format with extension `ext` (all pages)."""
+    params = query.to_params(page=1)
+    return url_for(endpoint, ext=ext) + (f"?{urlencode(params)}" if params else "")
+
+
+def verification_label(value: str) -> str:
+    try:
+        return Verification(value).label
+    except ValueError:
+        return value or "unknown"
