@@ -12,13 +12,16 @@ the KB directory exists and the index is current. The export is the same call `t
 --format csv` makes (indexer.export.export_bytes), written to /dev/null-like sink; the script
 prints wall time and peak Python memory (tracemalloc) of the export, and the process's max RSS.
 
-Target: all 10 000 records as CSV in <= 2 s.
+Target: all 10 000 records as CSV in <= 2 s, cold (a first export in a fresh process).
+The cold figure is measured in a subprocess; the warm one is a second export in this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -33,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from index_build import RECORDS_PER_EVIDENCE, REPO, generate  # noqa: E402
 
-from indexer.build import ensure_index  # noqa: E402
 from indexer import export as ex  # noqa: E402
+from indexer.build import ensure_index  # noqa: E402
 from indexer.search import Query, search  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
@@ -60,6 +63,7 @@ def main() -> None:
         print(f"indexed in {time.perf_counter() - started:.1f} s -> {settings.index_dir}", flush=True)
 
     query = Query.make()
+    cold_in_process, cold_cli = _cold(settings.index_dir, args.format, args.table)
     total = search(settings.index_dir, Query.make(page_size=1)).total  # also opens the index
     tracemalloc.start()
     started = time.perf_counter()
@@ -70,18 +74,57 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # Without tracemalloc (it slows allocation-heavy code), for the time figure.
+    # Warm, without tracemalloc (it slows allocation-heavy code): the index is open, its
+    # postings and facet arrays are read; exports never use the search result cache.
     started = time.perf_counter()
     for _ in ex.export_bytes(settings.index_dir, query, args.format, args.table):
         pass
-    untraced = time.perf_counter() - started
-    verdict = "OK" if untraced <= 2.0 else "OVER TARGET"
+    warm = time.perf_counter() - started
+    verdict = "OK" if cold_in_process <= 2.0 else "OVER TARGET"
+    print(f"machine: {_machine()}")
     print(
-        f"{args.format} export of {total} records ({args.table}): {size / 1e6:.1f} MB in "
-        f"{untraced:.2f} s ({seconds:.2f} s under tracemalloc); peak traced memory "
-        f"{peak / 1e6:.1f} MB; max RSS {rss:.0f} MB; target <= 2 s: {verdict}"
+        f"{args.format} export of {total} records ({args.table}), {size / 1e6:.1f} MB:\n"
+        f"  cold, first export in a fresh process: {cold_in_process:.2f} s (opening the index included); "
+        f"whole `tmskb export` process {cold_cli:.2f} s (interpreter start-up included)\n"
+        f"  warm, second export in the same process: {warm:.2f} s ({seconds:.2f} s under tracemalloc)\n"
+        f"  peak traced memory {peak / 1e6:.1f} MB; max RSS {rss:.0f} MB; target <= 2 s cold: {verdict}"
     )
 
+
+COLD = """
+import sys, time
+started = time.perf_counter()
+from indexer import export as ex
+from indexer.query import Query
+for _ in ex.export_bytes(sys.argv[1], Query.make(), sys.argv[2], sys.argv[3]):
+    pass
+print(time.perf_counter() - started)
+"""
+
+
+def _cold(index_dir: Path, fmt: str, table: str) -> tuple[float, float]:
+    """(first export in a fresh process, including imports and opening the index;
+    wall time of a whole `tmskb export` process, its stdout discarded)."""
+    out = subprocess.run(
+        [sys.executable, "-c", COLD, str(index_dir), fmt, table], capture_output=True, text=True, check=True
+    )
+    in_process = float(out.stdout.strip().splitlines()[-1])
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "indexer", "export", "", "--format", fmt, "--table", table,
+         "--index-dir", str(index_dir)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    return in_process, time.perf_counter() - started
+
+
+def _machine() -> str:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        "unknown CPU",
+    )  # fmt: skip
+    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}"
 
 if __name__ == "__main__":
     main()

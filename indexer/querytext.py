@@ -50,7 +50,7 @@ def understand(text: str, vocab: Vocabularies) -> Understood:
         raise QueryError(f"query is {len(text)} characters long; the limit is {MAX_QUERY_LENGTH}")
     tokens = TOKEN.findall(text)
     for token, following in zip(tokens, tokens[1:], strict=False):
-        if token == "NOT" and following in OPERATORS - {"NOT"}:  # Whoosh's parser crashes on these
+        if token == "NOT" and following in OPERATORS:  # Whoosh's parser crashes on these
             raise QueryError(f"'NOT {following}': NOT must be followed by a word, phrase or group")
     out: list[str] = []
     found: list[Expansion] = []

@@ -83,16 +83,22 @@ class SearchIndex:
         return _remember(opened, query, results) if cache else results
 
     def iter_hits(self, query: Query) -> Iterator[Hit]:
-        """Every hit of a query, page by page, bypassing the result cache; QueryError first."""
-        page = 1
-        while True:
-            results = self.search(replace(query, page=page, page_size=MAX_PAGE_SIZE), cache=False)
-            if not results.ok:
-                raise QueryError(results.error or "query failed")
-            yield from results.hits
-            if page >= results.page_count:
-                return
-            page += 1
+        """Every hit of a query in the query's order, for tables and exports; QueryError first.
+
+        One match and one sort for the whole result: no facet counts, highlights or spelling,
+        and nothing goes into the result cache (an export reads each hit once)."""
+        opened = self.generation()
+        query = normalise(replace(query, page=1, page_size=MAX_PAGE_SIZE), opened.vocab)
+        parsed = opened.parse(understand(query.text, opened.vocab).text)
+        matched = opened.store.filtered(
+            opened.match(parsed) if parsed is not None else opened.store.alive, query.filter_map
+        )
+        if query.sort == "relevance" and parsed is not None:
+            total = int(np.count_nonzero(matched))
+            order = [d for d, _ in opened.ranked(parsed, matched, 0, max(total, 1))]
+        else:
+            order = opened.store.ordered(matched, "year" if query.sort == "year" else "evidence").tolist()
+        return (_hit(opened, d, query.sort, None, frozenset()) for d in order)
 
     def document(self, doc_id: str) -> dict[str, Any] | None:
         """The stored fields of one record, reference or page, or None."""

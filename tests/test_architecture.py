@@ -176,5 +176,7 @@ def test_an_index_built_without_a_facet_is_rebuilt_when_the_registry_gains_it(
     assert first is not None and first.full
     again = ensure_index(settings)  # the registry no longer has 'probe': a full rebuild
     assert again is not None and again.full
-    manifest = idx.read_manifest(idx.current_dir(settings.index_dir))
+    generation = idx.current_dir(settings.index_dir)
+    assert generation is not None
+    manifest = idx.read_manifest(generation)
     assert manifest["fields"] == fields.FACETS.signature()

@@ -11,9 +11,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import DATA, PROJECT
@@ -175,7 +177,11 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    def dismiss(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
@@ -312,7 +318,7 @@ def test_stored_xss_payload_stays_inert(page: Page, server: str) -> None:
 def test_xss_in_every_query_parameter_stays_inert(page: Page, server: str, param: str) -> None:
     for payload in (XSS, '"><script>window.__xss=4</script>', "javascript:window.__xss=5"):
         for path in ("/", "/evidence"):
-            page.goto(f"{server}{path}?{param}={urllib.request.quote(payload)}")
+            page.goto(f"{server}{path}?{param}={urllib.parse.quote(payload)}")
             expect(page.locator("main")).to_be_visible()
             assert page.evaluate("window.__xss") is None, (param, payload, path)
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from indexer import bib, importers, pipeline, records, yamlio
-from indexer.fields import FACETS
 from indexer.export import EXTENSIONS
+from indexer.fields import FACETS
 from indexer.search import SORTS, Query, Results, search
 from indexer.settings import Settings
 
@@ -231,11 +231,11 @@ def from_params_queries(draw: Any) -> Query:
             value = draw(strategy)
             params[name] = draw(st.sampled_from([value, [value], [value, value]]))
     if draw(st.booleans()):
-        multi = MultiDict()
+        multi: MultiDict[str, Any] = MultiDict()
         for name, value in params.items():
             for item in [value] if isinstance(value, str) else value:
                 multi.add(name, item)
-        params = multi  # type: ignore[assignment]
+        params = multi
     if draw(st.booleans()):
         params["page_size"] = str(draw(page_size))
     return Query.from_params(params)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,7 +42,7 @@ BASE = Study(
 )
 
 
-def klass(**changes: object) -> grading.ClassResult:
+def klass(**changes: Any) -> grading.ClassResult:
     return grading.effective_class(replace(BASE, **changes), DEFAULT, CROSSOVER)
 
 

@@ -159,7 +159,7 @@ def test_odd_queries_never_raise(index_dir: Path, text: str) -> None:
 )
 def test_malformed_queries_are_error_values(index_dir: Path, query: Query, message: str) -> None:
     results = search(index_dir, query)
-    assert not results.ok
+    assert not results.ok and results.error is not None
     assert results.error.startswith(message)
 
 

@@ -50,7 +50,8 @@ class WebState:
 
 
 def state() -> WebState:
-    return current_app.extensions["tmskb"]  # type: ignore[no-any-return]
+    found: WebState = current_app.extensions["tmskb"]
+    return found
 
 
 def current_query() -> Query:
