@@ -30,7 +30,9 @@ test: setup-test
 	$(BIN)/python -m pytest
 
 lint: setup-test
-	$(BIN)/ruff check . && $(BIN)/mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'

@@ -56,8 +56,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import yaml  # noqa: E402
 
 from indexer import documents, pipeline  # noqa: E402
-from indexer.build import ensure_index  # noqa: E402
 from indexer import index as idx  # noqa: E402
+from indexer.build import ensure_index  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,10 +8,7 @@ file. Their public names are re-exported here for existing callers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
 
 from . import index as idx
 from . import pipeline
@@ -49,7 +46,6 @@ __all__ = [
     "find_duplicates",
     "format_entry",
     "identity",
-    "known_from_index",
     "known_of",
     "locked",
     "make_key",
@@ -119,23 +115,10 @@ def add_references(
     return AddReport(added, [], [], diff, written=True, indexed=indexed)
 
 
-def known_from_index(index_dir: Path) -> list[dict[str, Any]] | None:
-    """The known-reference rows saved with the current index generation, or None if it has none.
-
-    The one place `tmskb add` reads a generation's files (a candidate for index.py).
-    """
-    generation = idx.current_dir(index_dir)
-    path = generation / idx.KNOWN if generation is not None else None
-    if path is None or not path.is_file():
-        return None
-    rows: list[dict[str, Any]] = json.loads(path.read_text("utf-8"))
-    return rows
-
-
 def _known(settings: Settings, current: bool) -> tuple[list[Known], list[Problem]]:
     """Existing references: from the current index generation when it is up to date (fast),
     else by parsing references.bib."""
-    rows = known_from_index(settings.index_dir) if current else None
+    rows = idx.known_rows(settings.index_dir) if current else None
     if rows is None:
         references, problems = parse_bib(bib := settings.bib_path, settings.relative(bib))
         if problems:
@@ -193,6 +176,6 @@ def _index_new(settings: Settings, new_bytes: bytes, old_size: int, keys: list[s
         docs,
         settings.index_dir,
         fingerprint=pipeline.fingerprint(settings),
-        extra={idx.KNOWN: lambda old: [*(old or []), *rows]},
+        known=rows,
     )
     return report is not None

@@ -137,10 +137,12 @@ def new(kind: str, key: str, record_id: str | None, root: Path | None) -> None:
         raise click.ClickException("give --id for a recommendation, e.g. --id lefaucheur2020-np-m1-hf")
     folder = "studies" if kind == "study" else "recommendations"
     path = settings.kb_dir / folder / f"{record_id}.yaml"
-    if path.exists():
-        raise click.ClickException(f"{settings.relative(path)} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(skeleton(kind, record_id, key), encoding="utf-8")
+    try:
+        with open(path, "x", encoding="utf-8") as handle:  # never overwrites, even in a race
+            handle.write(skeleton(kind, record_id, key))
+    except FileExistsError:
+        raise click.ClickException(f"{settings.relative(path)} already exists") from None
     click.echo(f"Wrote {settings.relative(path)}: fill in every field, then run tmskb check")
 
 

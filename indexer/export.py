@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -25,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from .citations import csl_item
-from .fields import REFERENCE_PREFIX
-from .evidence import evidence_table
 from .errors import ExportError
+from .evidence import evidence_table
+from .fields import REFERENCE_PREFIX
 from .search import Query, SearchIndex, as_index
 from .vocab import Vocabularies
 

@@ -3,7 +3,7 @@
 Layout of an index directory:
     CURRENT -> gen-000042      symlink, replaced atomically (readers resolve it once)
     gen-000042/                a complete Whoosh index + manifest.json + vocab.json
-    .lock                      flock held by the one writer
+    .lock                      POSIX record lock (lockf) held by the one writer (fsio.process_lock)
 
 A build never touches the generation readers use: it writes a new directory (a copy of the
 current one when updating incrementally), then swaps the symlink. A crash leaves at worst a
@@ -221,14 +221,26 @@ def _publish(index_dir: Path, tmp: Path, name: str, previous: Path | None) -> No
     _remove_old(index_dir, keep={name, previous.name if previous else ""})
 
 
+def known_rows(index_dir: Path) -> list[dict[str, Any]] | None:
+    """What duplicate detection needs about each reference (documents.known_references), as
+    saved with the current generation; None when there is no generation or it has none."""
+    generation = current_dir(index_dir)
+    return known_rows_of(generation) if generation is not None else None
+
+
+def known_rows_of(generation: Path) -> list[dict[str, Any]] | None:
+    path = generation / KNOWN
+    return list(json.loads(path.read_text("utf-8"))) if path.is_file() else None
+
+
 def add_documents(
-    docs: list[dict[str, Any]], index_dir: Path, *, fingerprint: str, extra: dict[str, Callable[[Any], Any]]
+    docs: list[dict[str, Any]], index_dir: Path, *, fingerprint: str, known: list[dict[str, Any]]
 ) -> BuildReport | None:
     """Add documents to a copy of the current generation and make it current.
 
-    For writes that change nothing else (a new reference): no re-parse, no full build. `extra`
-    maps a JSON file of the generation to a function updating its content. Returns None when
-    there is no current index of this schema (build one instead).
+    For writes that change nothing else (a new reference): no re-parse, no full build. `known`
+    are the new references' rows for duplicate detection, appended to the generation's. Returns
+    None when there is no current index of this schema (build one instead).
     """
     started = time.perf_counter()
     with writer_lock(index_dir):
@@ -259,9 +271,7 @@ def add_documents(
         for word, count in spelling_words(docs).items():
             words[word] = words.get(word, 0) + count
         _write_json(tmp / SPELLING, words)
-        for filename, update in extra.items():
-            path = tmp / filename
-            _write_json(path, update(json.loads(path.read_text("utf-8")) if path.is_file() else None))
+        _write_json(tmp / KNOWN, [*(known_rows_of(tmp) or []), *known])
         _publish(index_dir, tmp, name, previous)
     return BuildReport(
         name, len(docs), 0, 0, len(hashes) - len(docs), full=False, seconds=time.perf_counter() - started

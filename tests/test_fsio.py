@@ -19,7 +19,6 @@ from indexer.settings import Settings
 def umask() -> Iterator[None]:
     """Restore the process umask after a test that sets it."""
     old = os.umask(0o022)
-    os.umask(old)
     yield
     os.umask(old)
 
@@ -28,7 +27,11 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)],
+    ids=["umask-022", "umask-077", "umask-002"],
+)
 def test_a_new_file_gets_the_umask_mode(umask, tmp_path: Path, mask: int, expected: int) -> None:
     os.umask(mask)
     path = tmp_path / "new.txt"
@@ -108,8 +111,10 @@ def test_write_under_lock_cleans_beside_a_symlinks_target(tmp_path: Path) -> Non
     assert (tmp_path / "a.yaml").read_text() == "new\n"
 
 
-@pytest.mark.parametrize("mask", [0o022, 0o077])
-def test_export_output_gets_the_umask_mode(umask, runner, settings: Settings, tmp_path: Path, mask: int) -> None:
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=["umask-022", "umask-077"])
+def test_export_output_gets_the_umask_mode(
+    umask, runner, settings: Settings, tmp_path: Path, mask: int
+) -> None:
     build(settings)
     os.umask(mask)
     out = tmp_path / "out.csv"
