@@ -487,14 +487,14 @@ def _recommendation_yaml(
     side = rng.choice(v["sides"])
     return (
         "# yaml-language-server: $schema=../../indexer/schemas/recommendation.schema.json\n"
-        f"id: {rid}\ntype: recommendation\nguideline: {guideline}\nindication: {indication}\n"
+        f"id: {rid}\ntype: recommendation\nquestion: null\nguideline: {guideline}\nindication: {indication}\n"
         f"outcome_domain: {rng.choice([*v['outcomes'], 'null'])}\n"
         f"population: {rng.choice(POPULATIONS)}\n"
         f"target: {target}\nside: {side}\nprotocol: {proto}\n"
         f"coil: {rng.choice(['[]', '[]', rng.choice(v['coils'])])}\n"
         f"level: {level or 'null'}\nlevel_bound: {bound}\ndirection: {direction}\n"
         f"statement: >\n{_wrap(statement)}\n"
-        f"supporting_studies: [{', '.join(supporting)}]\n"
+        f"candidate_studies: [{', '.join(supporting)}]\ncounted_studies: []\n"
         f"source:\n  location: {_q(f'Table {rng.randint(1, 20)}, p. {rng.randint(100, 2200)}')}\n"
         f"  url: https://doi.org/10.1016/j.clinph.{rng.randint(2000, 2024)}."
         f"{rng.randint(1, 99):02d}.{rng.randint(1, 999):03d}\n"

@@ -390,7 +390,7 @@ def _entry_problems(ref: Reference, entry: model.Entry, shown: str) -> list[Prob
         add(
             "verification",
             "missing required field",
-            "add verification = {full-text}, {abstract} or {as-cited}",
+            "add verification = {full-text}, {abstract}, {secondary} or {as-cited}",
         )
     elif ref.verification not in VERIFICATION_VALUES:
         add(

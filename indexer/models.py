@@ -12,6 +12,7 @@ class Verification(StrEnum):
 
     FULL_TEXT = "full-text"
     ABSTRACT = "abstract"
+    SECONDARY = "secondary"
     AS_CITED = "as-cited"
 
     @property
@@ -19,7 +20,18 @@ class Verification(StrEnum):
         return {
             "full-text": "Verified from full text",
             "abstract": "Verified from abstract",
+            "secondary": "Verified from a secondary source",
             "as-cited": "As cited (unverified)",
+        }[self.value]
+
+    @property
+    def description(self) -> str:
+        return {
+            "full-text": "checked against the full text.",
+            "abstract": "checked against the abstract or a bibliographic record (PubMed, publisher, repository).",
+            "secondary": "checked against a secondary source (a review's table, a summary), which the "
+            "record names; the primary source itself was not read.",
+            "as-cited": "taken from a citing text; no source confirms it.",
         }[self.value]
 
 
@@ -220,6 +232,15 @@ class Study:
 
 
 @dataclass(frozen=True)
+class StudyLink:
+    """A study the source itself counted, with where the source says so (a verified link)."""
+
+    study: str
+    location: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """What a guideline concludes for an indication and a protocol, with its published level."""
 
@@ -238,14 +259,27 @@ class Recommendation:
     level_bound: str | None
     direction: str | None
     statement: str
-    supporting_studies: tuple[str, ...]
+    candidate_studies: tuple[str, ...]
     source: Source
     verification: str
     notes: str | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    question: str | None = None
+    counted_studies: tuple[StudyLink, ...] = ()
 
     def line_of(self, name: str) -> int:
         return self.lines.get(name, self.line)
+
+    @property
+    def linked_studies(self) -> tuple[str, ...]:
+        """Every linked study id: counted by the source first, then the curator's candidates."""
+        counted = tuple(link.study for link in self.counted_studies)
+        return counted + tuple(s for s in self.candidate_studies if s not in counted)
+
+    @property
+    def supporting_studies(self) -> tuple[str, ...]:
+        """Deprecated name of linked_studies (links are not all supporting: see their results)."""
+        return self.linked_studies
 
 
 @dataclass(frozen=True)
@@ -278,7 +312,127 @@ class Knowledge:
         return self.lines.get(name, self.line)
 
 
-Record = Study | Recommendation | Knowledge
+@dataclass(frozen=True)
+class Intervention:
+    """The stimulation a question asks about; an empty tuple means any."""
+
+    protocol: tuple[str, ...] = ()
+    target: tuple[str, ...] = ()
+    side: tuple[str, ...] = ()
+    coil: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Question:
+    """A clinical question: does this intervention help this condition (outcome, population)?"""
+
+    id: str
+    path: str
+    line: int
+    title: str
+    condition: str
+    intervention: Intervention
+    outcome_domain: str | None
+    population: str | None
+    verification: str
+    notes: str | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, name: str) -> int:
+        return self.lines.get(name, self.line)
+
+
+@dataclass(frozen=True)
+class Grade:
+    """A value in a scale (kb/scales/): a verdict's grade in the source's own terms."""
+
+    scale: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A pooled effect estimate as the source gives it."""
+
+    measure: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_level: float | None = None
+    studies: int | None = None
+    participants: int | None = None
+    outcome: str | None = None
+    timepoint: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One source's verdict on a question, in the source's own scale(s)."""
+
+    id: str
+    path: str
+    line: int
+    question: str
+    source_reference: str
+    kind: str
+    grades: tuple[Grade, ...]
+    direction: str | None
+    statement: str
+    effect: Effect | None
+    search_cutoff: str | None
+    inclusion: str | None
+    population: str | None
+    candidate_studies: tuple[str, ...]
+    counted_studies: tuple[StudyLink, ...]
+    source: Source
+    verification: str
+    notes: str | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, name: str) -> int:
+        return self.lines.get(name, self.line)
+
+    @property
+    def linked_studies(self) -> tuple[str, ...]:
+        counted = tuple(link.study for link in self.counted_studies)
+        return counted + tuple(s for s in self.candidate_studies if s not in counted)
+
+
+@dataclass(frozen=True)
+class ScaleValue:
+    value: str
+    label: str
+    meaning: str | None
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A grading scale, with the source that defines it (data, like rule sets)."""
+
+    id: str
+    path: str
+    line: int
+    name: str
+    measures: str
+    values: tuple[ScaleValue, ...]
+    source: Source
+    verification: str
+    notes: str | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, name: str) -> int:
+        return self.lines.get(name, self.line)
+
+    def get(self, value: str) -> ScaleValue | None:
+        return next((v for v in self.values if v.value == value), None)
+
+    def rank(self, value: str) -> int:
+        """Position in the scale, strongest first (unknown values last)."""
+        return next((i for i, v in enumerate(self.values) if v.value == value), len(self.values))
+
+
+Record = Study | Recommendation | Knowledge | Question | Verdict | Scale
 
 
 @dataclass(frozen=True)

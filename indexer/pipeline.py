@@ -11,7 +11,7 @@ from typing import Any
 from . import grading
 from .bib import parse_bib
 from .curation import read_aliases
-from .models import Knowledge, Problem, Recommendation, Record, Reference, Study
+from .models import Knowledge, Problem, Question, Recommendation, Record, Reference, Scale, Study, Verdict
 from .records import parse_records, record_files
 from .rulesets import RuleSet, load_rulesets
 from .settings import Settings
@@ -50,6 +50,22 @@ class KB:
     @cached_property
     def knowledge(self) -> dict[str, Knowledge]:
         return {r.id: r for r in self.records if isinstance(r, Knowledge)}
+
+    @cached_property
+    def questions(self) -> dict[str, Question]:
+        return {r.id: r for r in self.records if isinstance(r, Question)}
+
+    @cached_property
+    def verdicts(self) -> dict[str, Verdict]:
+        return {r.id: r for r in self.records if isinstance(r, Verdict)}
+
+    @cached_property
+    def scales(self) -> dict[str, Scale]:
+        return {r.id: r for r in self.records if isinstance(r, Scale)}
+
+    def within(self, vocabulary: str, narrow: str, broad: str) -> bool:
+        """True if `narrow` is `broad` or one of its narrower terms."""
+        return narrow == broad or broad in self.vocab.ancestors(vocabulary, narrow)
 
     def comparisons(self) -> dict[str, grading.Comparison]:
         """Published vs computed level for every recommendation (call once; it is not cached)."""
@@ -115,12 +131,9 @@ def grade(kb: KB, ruleset: RuleSet) -> None:
 def counted_results(kb: KB, rec: Recommendation) -> dict[str, str | None]:
     """Study id -> the result that counts for `rec` (its matching arm's, see grading.arm_result)."""
 
-    def within(vocabulary: str, narrow: str, broad: str) -> bool:
-        return narrow == broad or broad in kb.vocab.ancestors(vocabulary, narrow)
-
     studies = kb.studies
     return {
-        sid: grading.arm_result(rec, studies[sid], within) for sid in rec.supporting_studies if sid in studies
+        sid: grading.arm_result(rec, studies[sid], kb.within) for sid in rec.supporting_studies if sid in studies
     }
 
 

@@ -9,17 +9,25 @@ from typing import Any
 from . import schema, yamlio
 from .models import (
     Arm,
+    Effect,
+    Grade,
+    Intervention,
     Knowledge,
     Problem,
+    Question,
     Recommendation,
     Record,
+    Scale,
+    ScaleValue,
     Section,
     Source,
     StatedClass,
     Study,
+    StudyLink,
+    Verdict,
 )
 
-RECORD_TYPES = ("study", "recommendation", "knowledge")
+RECORD_TYPES = ("study", "recommendation", "knowledge", "question", "verdict", "scale")
 NOT_RECORDS = ("vocab", "rulesets", "curation")
 
 
@@ -108,9 +116,7 @@ def parse_located(located: yamlio.Located, stem: str, shown: str) -> tuple[Recor
         )
     if kind == "study":
         return _study(data, located.lines, shown), problems
-    if kind == "recommendation":
-        return _recommendation(data, located.lines, shown), problems
-    return _knowledge(data, located.lines, shown), problems
+    return _BUILDERS[str(kind)](data, located.lines, shown), problems
 
 
 def ids(value: Any) -> tuple[str, ...]:
@@ -189,7 +195,72 @@ def _recommendation(data: dict[str, Any], lines: dict[str, int], shown: str) -> 
         level_bound=data.get("level_bound"),
         direction=data["direction"],
         statement=data["statement"].strip(),
-        supporting_studies=tuple(data["supporting_studies"]),
+        candidate_studies=tuple(data["candidate_studies"]),
+        source=_source(data["source"]),
+        verification=data["verification"],
+        notes=data.get("notes"),
+        lines=dict(lines),
+        question=data["question"],
+        counted_studies=_links(data.get("counted_studies")),
+    )
+
+
+def _links(items: Any) -> tuple[StudyLink, ...]:
+    return tuple(StudyLink(i["study"], i["location"], i.get("note")) for i in items or ())
+
+
+def _question(data: dict[str, Any], lines: dict[str, int], shown: str) -> Question:
+    what = data["intervention"]
+    return Question(
+        id=data["id"],
+        path=shown,
+        line=lines.get("id", 1),
+        title=data["title"].strip(),
+        condition=data["condition"],
+        intervention=Intervention(
+            protocol=ids(what["protocol"]), target=ids(what["target"]), side=ids(what["side"]), coil=ids(what["coil"])
+        ),
+        outcome_domain=data["outcome_domain"],
+        population=data["population"],
+        verification=data["verification"],
+        notes=data.get("notes"),
+        lines=dict(lines),
+    )
+
+
+def _verdict(data: dict[str, Any], lines: dict[str, int], shown: str) -> Verdict:
+    effect = data["effect"]
+    return Verdict(
+        id=data["id"],
+        path=shown,
+        line=lines.get("id", 1),
+        question=data["question"],
+        source_reference=data["source_reference"],
+        kind=data["kind"],
+        grades=tuple(Grade(g["scale"], str(g["value"])) for g in data["grades"]),
+        direction=data["direction"],
+        statement=data["statement"].strip(),
+        effect=Effect(**effect) if effect else None,
+        search_cutoff=str(data["search_cutoff"]) if data["search_cutoff"] is not None else None,
+        inclusion=data["inclusion"],
+        population=data["population"],
+        candidate_studies=tuple(data["candidate_studies"]),
+        counted_studies=_links(data["counted_studies"]),
+        source=_source(data["source"]),
+        verification=data["verification"],
+        notes=data.get("notes"),
+        lines=dict(lines),
+    )
+
+
+def _scale(data: dict[str, Any], lines: dict[str, int], shown: str) -> Scale:
+    return Scale(
+        id=data["id"],
+        path=shown,
+        line=lines.get("id", 1),
+        name=data["name"],
+        measures=data["measures"],
+        values=tuple(ScaleValue(str(v["value"]), v["label"], v["meaning"]) for v in data["values"]),
         source=_source(data["source"]),
         verification=data["verification"],
         notes=data.get("notes"),
@@ -220,3 +291,13 @@ def _knowledge(data: dict[str, Any], lines: dict[str, int], shown: str) -> Knowl
         verification=data["verification"],
         lines=dict(lines),
     )
+
+
+_BUILDERS: dict[str, Any] = {
+    "study": _study,
+    "recommendation": _recommendation,
+    "knowledge": _knowledge,
+    "question": _question,
+    "verdict": _verdict,
+    "scale": _scale,
+}

@@ -15,7 +15,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from .models import Problem
 from .yamlio import Located
 
-SCHEMA_NAMES = ("study", "recommendation", "knowledge", "vocabulary", "ruleset")
+SCHEMA_NAMES = ("study", "recommendation", "knowledge", "question", "verdict", "scale", "vocabulary", "ruleset")
 
 
 @cache

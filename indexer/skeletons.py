@@ -40,7 +40,7 @@ stated_class: null            # {{class: II, reference: KEY, location: Table 3}}
 source:
   location: ''                # where the facts were read: table, section, page, or 'abstract'
   url: null                   # https:// address the facts were checked against
-verification: as-cited        # full-text, abstract or as-cited (unverified)
+verification: as-cited        # full-text, abstract, secondary (name it in notes) or as-cited (unverified)
 notes: null                   # doubts, gaps, what to check
 """
 
@@ -61,11 +61,13 @@ level: null                   # A, B or C exactly as published; null when not pu
 level_bound: null             # below-A / below-B / below-C when only a bound is known
 direction: null               # efficacy or inefficacy (required with a level)
 statement: ''                 # the conclusion in your own words
-supporting_studies: []        # ids of study records the guideline based it on; [] when not known
+question: null                # id of the question it answers (kb/questions/), if any
+candidate_studies: []         # study ids you matched from their abstracts (NOT the guideline's own list)
+counted_studies: []           # [{study: id, location: 'Table 3'}] studies the guideline itself counted
 source:
   location: ''                # table, section or page of the guideline
   url: null                   # https:// address checked
-verification: as-cited        # full-text, abstract or as-cited (unverified)
+verification: as-cited        # full-text, abstract, secondary (name it in notes) or as-cited (unverified)
 notes: null                   # doubts, gaps, what to check
 """
 

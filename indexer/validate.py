@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator, Mapping, Set
 
-from .models import Knowledge, Problem, Recommendation, Record, Reference, Study
+from .models import Knowledge, Problem, Question, Recommendation, Record, Reference, Scale, Study, Verdict
 from .vocab import FIELD_VOCABULARY, Vocabularies, check_ids
 
 
@@ -21,12 +21,18 @@ def check(
     Links to `unreadable` record files are not reported: their own problems already are.
     """
     problems = _duplicate_ids(records)
-    studies = {r.id for r in records if isinstance(r, Study)}
+    studies = {r.id for r in records if isinstance(r, Study)} | set(unreadable)
+    questions = {r.id for r in records if isinstance(r, Question)} | set(unreadable)
+    scales = {r.id: r for r in records if isinstance(r, Scale)}
     for record in records:
         problems += _key_problems(record, references, aliases or {})
         problems += _term_problems(record, vocab)
+        if isinstance(record, Recommendation | Verdict):
+            problems += _link_problems(record, studies, questions)
         if isinstance(record, Recommendation):
-            problems += _recommendation_problems(record, studies | unreadable)
+            problems += _recommendation_problems(record)
+        if isinstance(record, Verdict):
+            problems += _grade_problems(record, scales, unreadable)
     return problems
 
 
@@ -59,6 +65,8 @@ def cited_keys(record: Record) -> Iterator[tuple[str, str]]:
             yield "stated_class.reference", record.stated_class.reference
     elif isinstance(record, Recommendation):
         yield "guideline", record.guideline
+    elif isinstance(record, Verdict):
+        yield "source_reference", record.source_reference
     elif isinstance(record, Knowledge):
         for i, key in enumerate(record.references):
             yield f"references.{i}", key
@@ -105,6 +113,12 @@ def _vocab_fields(record: Record) -> Iterator[tuple[str, str, tuple[str, ...]]]:
             yield name, FIELD_VOCABULARY[name], getattr(record, name)
     elif isinstance(record, Knowledge):
         yield "indication", "indications", record.indication
+    elif isinstance(record, Question):
+        yield "condition", "indications", (record.condition,)
+        if record.outcome_domain:
+            yield "outcome_domain", "outcomes", (record.outcome_domain,)
+        for name in ("target", "side", "protocol", "coil"):
+            yield f"intervention.{name}", FIELD_VOCABULARY[name], getattr(record.intervention, name)
 
 
 def _term_problems(record: Record, vocab: Vocabularies) -> list[Problem]:
@@ -124,20 +138,71 @@ def _term_problems(record: Record, vocab: Vocabularies) -> list[Problem]:
     return problems
 
 
-def _recommendation_problems(rec: Recommendation, studies: Set[str]) -> list[Problem]:
+def _link_problems(record: Recommendation | Verdict, studies: Set[str], questions: Set[str]) -> list[Problem]:
+    """Linked studies and the question must be records of the KB."""
     problems = []
-    for i, study_id in enumerate(rec.supporting_studies):
+    links = [(f"candidate_studies.{i}", s) for i, s in enumerate(record.candidate_studies)]
+    links += [(f"counted_studies.{i}.study", link.study) for i, link in enumerate(record.counted_studies)]
+    for path, study_id in links:
         if study_id not in studies:
             problems.append(
                 Problem(
-                    rec.path,
-                    rec.line_of(f"supporting_studies.{i}"),
-                    rec.id,
-                    "supporting_studies",
+                    record.path,
+                    record.line_of(path),
+                    record.id,
+                    path.split(".")[0],
                     f"'{study_id}' is not a study record",
                     _did_you_mean(study_id, studies, "create it with tmskb new study"),
                 )
             )
+    if record.question is not None and record.question not in questions:
+        problems.append(
+            Problem(
+                record.path,
+                record.line_of("question"),
+                record.id,
+                "question",
+                f"'{record.question}' is not a question record",
+                _did_you_mean(record.question, questions, "write it in kb/questions/"),
+            )
+        )
+    return problems
+
+
+def _grade_problems(verdict: Verdict, scales: Mapping[str, Scale], unreadable: Set[str]) -> list[Problem]:
+    """Each grade names a scale of kb/scales/ and one of its values."""
+    problems = []
+    for i, grade in enumerate(verdict.grades):
+        scale = scales.get(grade.scale)
+        if scale is None:
+            if grade.scale not in unreadable:
+                problems.append(
+                    Problem(
+                        verdict.path,
+                        verdict.line_of(f"grades.{i}.scale"),
+                        verdict.id,
+                        f"grades.{i}.scale",
+                        f"'{grade.scale}' is not a scale",
+                        _did_you_mean(grade.scale, scales, "define it in kb/scales/"),
+                    )
+                )
+        elif scale.get(grade.value) is None:
+            known = ", ".join(v.value for v in scale.values)
+            problems.append(
+                Problem(
+                    verdict.path,
+                    verdict.line_of(f"grades.{i}.value"),
+                    verdict.id,
+                    f"grades.{i}.value",
+                    f"'{grade.value}' is not a value of the scale '{scale.id}'",
+                    f"expected one of {known}",
+                )
+            )
+    return problems
+
+
+def _recommendation_problems(rec: Recommendation) -> list[Problem]:
+    problems = []
     if rec.level and not rec.direction:
         problems.append(
             Problem(

@@ -60,7 +60,9 @@ coil: []
 level: B
 direction: efficacy
 statement: 'Payload recommendation {XSS}'
-supporting_studies: [xss2019test]
+question: null
+candidate_studies: [xss2019test]
+counted_studies: []
 source: {{location: '{XSS}', url: null}}
 verification: abstract
 notes: '{XSS}'

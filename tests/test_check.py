@@ -174,7 +174,7 @@ PLANTED = [
         "kb/recommendations/ghost-support.yaml",
         14,
         "ghost-support",
-        "supporting_studies",
+        "candidate_studies",
         "'goood-study' is not a study record",
         id="missing_supporting_study",
     ),

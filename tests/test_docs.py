@@ -23,7 +23,7 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(runner, nam
     assert f"tmskb {name}" in README
 
 
-@pytest.mark.parametrize("schema", ["study", "recommendation"])
+@pytest.mark.parametrize("schema", ["study", "recommendation", "question", "verdict", "scale"])
 def test_every_record_field_is_documented(schema: str) -> None:
     fields = set(load_schema(schema)["properties"]) - {"$schema", "id", "type"}
     missing = [f for f in sorted(fields) if f"`{f}`" not in KB_FORMAT]
@@ -33,7 +33,7 @@ def test_every_record_field_is_documented(schema: str) -> None:
 def test_every_level_and_verification_status_is_documented() -> None:
     for level in ("Level A", "Level B", "Level C"):
         assert level in KB_FORMAT or level in README
-    for status in ("full-text", "abstract", "as-cited"):
+    for status in ("full-text", "abstract", "secondary", "as-cited"):
         assert f"`{status}`" in KB_FORMAT
 
 

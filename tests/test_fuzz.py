@@ -366,7 +366,7 @@ record_overrides = st.dictionaries(
             "design",
             "verification",
             "reference",
-            "supporting_studies",
+            "candidate_studies",
             "level",
             "sections",
         ]
