@@ -25,6 +25,7 @@ from .cli_common import (
 from .export import FORMATS, TABLES
 from .fields import SORTS
 from .query import MAX_PAGE_SIZE, Results, parse_params, results_json
+from .questions import grade_report
 from .search import SearchIndex
 
 
@@ -52,7 +53,8 @@ def check(root: Path | None) -> None:
     kb = load_checked(root)
     click.echo(
         f"OK: {len(kb.references)} references, {len(kb.studies)} studies, "
-        f"{len(kb.recommendations)} recommendations, {len(kb.knowledge)} knowledge pages, "
+        f"{len(kb.recommendations)} recommendations, {len(kb.questions)} questions, "
+        f"{len(kb.verdicts)} verdicts, {len(kb.scales)} scales, {len(kb.knowledge)} knowledge pages, "
         f"{sum(len(t) for t in kb.vocab.terms.values())} vocabulary terms, "
         f"{len(kb.rulesets)} rule set(s)"
     )
@@ -63,7 +65,7 @@ def check(root: Path | None) -> None:
 @click.option("--ruleset", "ruleset_id", help="Rule set id (default: the one marked default).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
-    """Published vs computed level for every recommendation.
+    """Every question's verdicts (each source in its own scale), published vs computed levels.
 
     Example: tmskb grade --format json
     """
@@ -72,16 +74,25 @@ def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
         known = ", ".join(kb.rulesets) or "none"
         raise click.ClickException(f"no rule set '{ruleset_id or 'default'}' (known: {known})")
     rows = [asdict(c) | {"id": rid} for rid, c in sorted(kb.comparisons().items())]
+    report = grade_report(kb)
     if fmt == "json":
         click.echo(
             json.dumps(
-                {"ruleset": kb.ruleset.id, "verification": kb.ruleset.verification, "recommendations": rows},
+                {
+                    "ruleset": kb.ruleset.id,
+                    "verification": kb.ruleset.verification,
+                    **report,
+                    "recommendations": rows,
+                },
                 indent=2,
                 ensure_ascii=False,
             )
         )
         return
     click.echo(f"Rule set: {kb.ruleset.label} — {kb.ruleset.verification}")
+    print_questions(report)
+    click.echo("")
+    click.echo("Recommendations (published Lefaucheur level vs the level computed from linked studies):")
     width = max([len("recommendation"), *(len(r["id"]) for r in rows)])
     click.echo(f"{'recommendation':<{width}} {'published':<9} {'computed':<8} {'verdict':<8} reason")
     for row in rows:
@@ -90,9 +101,11 @@ def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
             f"{row['verdict']:<8} {row['reason']}"
         )
     verdicts = [r["verdict"] for r in rows]
+    others = sum(1 for q in report["questions"] for v in q["verdicts"] if v["type"] == "verdict" and not v["covers"])
     click.echo(
-        f"{len(rows)} recommendations: {verdicts.count('agree')} agree, "
-        f"{verdicts.count('disagree')} disagree, {verdicts.count('n/a')} not comparable"
+        f"{len(report['questions'])} questions; {len(rows)} recommendations: {verdicts.count('agree')} agree, "
+        f"{verdicts.count('disagree')} disagree, {verdicts.count('n/a')} not comparable; "
+        f"{others} verdicts in other sources' own scales (never converted, so never compared)"
     )
 
 
@@ -158,6 +171,28 @@ def search_command(
         echo_safely(lambda: click.echo(json.dumps(results_json(results), indent=2, ensure_ascii=False)))
     else:
         echo_safely(lambda: print_table(results))
+
+
+def print_questions(report: dict[str, Any]) -> None:
+    """Each question, its sources' verdicts in their own scales, and its computed level."""
+    for question in report["questions"]:
+        click.echo(f"\n{question['id']}: {question['title']}")
+        for v in question["verdicts"]:
+            grades = "; ".join(f"{g['label']} [{g['scale']}]" for g in v["grades"]) or "grade not read"
+            line = f"  {v['source']} ({v['type']} {v['id']}): {grades}"
+            if v.get("computed") is not None or v.get("agreement"):
+                line += f"; computed {v.get('computed') or '-'}: {v.get('agreement')}"
+            if v["covers"]:
+                line += f"  <- broader question: {v['covers']}"
+            click.echo(line)
+        computed = question["computed"]
+        if computed:
+            marks = [m for m, on in (("rests on lower bounds", computed["rests_on_lower_bounds"]),
+                                     ("from candidate links only", computed["from_candidates_only"])) if on]
+            click.echo(
+                f"  computed from its studies by {computed['ruleset']}: {computed['level'] or 'no level'}"
+                + (f" ({'; '.join(marks)})" if marks else "")
+            )
 
 
 def print_table(results: Results) -> None:

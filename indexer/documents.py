@@ -11,12 +11,26 @@ from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from . import grading
+from . import grading, questions
 from . import index as idx
 from .fields import FACETS, REFERENCE_PREFIX, reference_id
 from .grading import ClassResult
-from .models import NO_RANK, Knowledge, Recommendation, Reference, Study, class_rank, level_rank
+from .models import (
+    NO_RANK,
+    Knowledge,
+    Question,
+    Recommendation,
+    Record,
+    Reference,
+    Scale,
+    Study,
+    Verdict,
+    class_rank,
+    direction_group,
+    level_rank,
+)
 from .pipeline import KB, counted_results
+from .validate import cited_keys
 from .vocab import FIELD_VOCABULARY
 
 __all__ = ["REFERENCE_PREFIX", "build_documents", "index_extras", "plain", "reference_document", "reference_id"]
@@ -28,25 +42,44 @@ def build_documents(kb: KB) -> list[dict[str, Any]]:
     for record in kb.records:
         for key in _keys(record):
             cited_by.setdefault(kb.aliases.get(key, key), []).append(record.id)
-    guidelines_of: dict[str, list[str]] = {}
-    for rec in kb.recommendations.values():
-        for sid in rec.supporting_studies:
-            guidelines_of.setdefault(sid, []).append(kb.aliases.get(rec.guideline, rec.guideline))
+    counted_by, candidate_for = _study_links(kb)
     docs = []
     for ref in kb.references.values():
         docs.append(reference_document(ref, cited_by.get(ref.key, []), kb))
     comparisons = kb.comparisons()
     for record in kb.records:
         if isinstance(record, Study):
-            doc = _study_doc(kb, record, sorted(set(guidelines_of.get(record.id, []))))
+            doc = _study_doc(kb, record, counted_by.get(record.id, []), candidate_for.get(record.id, []))
         elif isinstance(record, Recommendation):
             doc = _recommendation_doc(kb, record, comparisons.get(record.id))
+        elif isinstance(record, Question):
+            doc = _question_doc(kb, record)
+        elif isinstance(record, Verdict):
+            doc = _verdict_doc(kb, record)
+        elif isinstance(record, Scale):
+            doc = _scale_doc(kb, record)
         else:
             doc = _knowledge_doc(kb, record)
         docs.append(_with_extras(doc, record, kb))
     for doc in docs:
         doc["hash"] = content_hash(doc)
     return docs
+
+
+def _study_links(kb: KB) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    """Per study: the sources that counted it (verified, with location), and the verdicts that
+    list it as the curator's candidate (never shown as the source's own studies)."""
+    counted: dict[str, list[dict[str, Any]]] = {}
+    candidates: dict[str, list[dict[str, Any]]] = {}
+    for record in [*kb.recommendations.values(), *kb.verdicts.values()]:
+        key = record.guideline if isinstance(record, Recommendation) else record.source_reference
+        key = kb.aliases.get(key, key)
+        who = {"key": key, "short": _short(kb, key), "record": record.id}
+        for link in record.counted_studies:
+            counted.setdefault(link.study, []).append({**who, "location": link.location})
+        for sid in record.candidate_studies:
+            candidates.setdefault(sid, []).append(who)
+    return counted, candidates
 
 
 def _with_extras(doc: dict[str, Any], source: Any, kb: KB | None) -> dict[str, Any]:
@@ -84,6 +117,7 @@ def index_extras(kb: KB) -> dict[str, Any]:
         idx.RULESETS: [plain(r) for r in kb.rulesets.values()],
         idx.KNOWN: known_references(kb.references.values()),
         idx.ALIASES: kb.aliases,
+        idx.LABELS: facet_labels(kb),
     }
 
 
@@ -93,12 +127,8 @@ def content_hash(doc: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def _keys(record: Study | Recommendation | Knowledge) -> list[str]:
-    if isinstance(record, Study):
-        return [record.reference]
-    if isinstance(record, Recommendation):
-        return [record.guideline]
-    return list(record.references)
+def _keys(record: Record) -> list[str]:
+    return [key for _, key in cited_keys(record)]
 
 
 def _labels(kb: KB, field: str, ids: tuple[str, ...]) -> list[dict[str, str]]:
@@ -206,7 +236,17 @@ def _class_data(result: ClassResult | None) -> dict[str, Any]:
     return plain(result) if result else {}
 
 
-def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
+def class_value(result: ClassResult | None) -> str:
+    """The Class facet value: 'III', or 'III+' when the computed class is a lower bound
+    (the study is Class III or better; the reported facts do not settle which)."""
+    if result is None or not result.cls:
+        return ""
+    return result.cls + ("+" if result.basis == "computed" and not result.certain else "")
+
+
+def _study_doc(
+    kb: KB, study: Study, counted_by: list[dict[str, Any]], candidate_for: list[dict[str, Any]]
+) -> dict[str, Any]:
     ref = kb.reference(study.reference)
     arms = study.arms
     targets = tuple(dict.fromkeys(t for a in arms for t in a.target))
@@ -239,8 +279,9 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
             "target": list(targets),
             "side": list(sides),
             "protocol": list(protocols),
-            "guideline": guidelines,
-            "class": grade.cls or "" if grade else "",
+            # Only sources whose own tables or text count the study: never the curator's candidates.
+            "guideline": sorted({link["key"] for link in counted_by}),
+            "class": class_value(grade),
             "direction": "",
             "authors": _authors(ref),
             "class_rank": class_rank(grade.cls) if grade else NO_RANK,
@@ -271,7 +312,8 @@ def _study_doc(kb: KB, study: Study, guidelines: list[str]) -> dict[str, Any]:
             for a in arms
         ],
         "ruleset": kb.ruleset.id if kb.ruleset else None,
-        "guidelines": [{"key": g, "short": _short(kb, g)} for g in guidelines],
+        "counted_by": counted_by,
+        "candidate_for": candidate_for,
     }
     return doc
 
@@ -329,6 +371,9 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
             "side": list(rec.side),
             "protocol": list(rec.protocol),
             "guideline": [rec.guideline],
+            "source": [rec.guideline],
+            "grade": [f"{g['scale']}:{g['value']}" for g in questions.grades_of(kb, rec)],
+            "covers": [rec.indication],
             "level_rank": level_rank(rec.level or rec.level_bound),
             "concepts": _concepts(kb, "indication", (rec.indication,))
             + _concepts(kb, "target", rec.target)
@@ -343,7 +388,9 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
         "guideline": _citation(guideline),
         "computed": plain(computed) if computed else None,
         "comparison": plain(comparison) if comparison else None,
-        "supporting": [_supporting(kb, sid, counted.get(sid)) for sid in rec.supporting_studies],
+        "studies": _linked(kb, rec, counted),
+        "verdict": questions.verdict_view(kb, rec),
+        "question": _question_ref(kb, rec.question),
         "labels": {
             "indication": indication,
             "outcome_domain": outcome,
@@ -357,16 +404,162 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
     return doc
 
 
-def _supporting(kb: KB, sid: str, counted: str | None) -> dict[str, Any]:
-    study = kb.studies.get(sid)
-    ref = kb.reference(study.reference) if study else None
-    return {
-        "id": sid,
-        "short": ref.short if ref else sid,
-        "result": counted,
-        "study_result": study.result if study else None,
-        "class": _class_data(kb.classes.get(sid)),
+def _linked(kb: KB, rec: Recommendation | Verdict, counted: dict[str, str | None]) -> list[dict[str, Any]]:
+    """Linked studies with how each was linked (counted by the source, or a candidate) and the
+    group its counted result puts it in (a negative study is opposing, never supporting)."""
+    where = {link.study: link.location for link in rec.counted_studies}
+    out = []
+    for sid in rec.linked_studies:
+        study = kb.studies.get(sid)
+        ref = kb.reference(study.reference) if study else None
+        result = counted.get(sid)
+        note = grading.ARM_NOTES.get(result) if result is not None else None
+        shown = note[0] if note else result
+        out.append(
+            {
+                "id": sid,
+                "short": ref.short if ref else sid,
+                "year": ref.year if ref else None,
+                "link": "counted" if sid in where else "candidate",
+                "location": where.get(sid),
+                "result": shown,
+                "result_note": note[1] if note else None,
+                "group": "not-counted" if note and note[0] is None else direction_group(shown),
+                "study_result": study.result if study else None,
+                "class": _class_data(kb.classes.get(sid)),
+                "patients_total": study.patients_total if study else None,
+            }
+        )
+    return out
+
+
+def _question_ref(kb: KB, question_id: str | None) -> dict[str, Any] | None:
+    question = kb.questions.get(question_id or "")
+    return {"id": question.id, "title": question.title} if question else None
+
+
+def _intervention_words(kb: KB, question: Question) -> str:
+    what = question.intervention
+    protocols = [kb.vocab.label("protocols", p).split(" (")[0] for p in what.protocol]
+    targets = [kb.vocab.label("targets", t) for t in what.target]
+    return _what(protocols, targets) if targets else (", ".join(protocols) or "rTMS") + " (any target)"
+
+
+def _question_doc(kb: KB, question: Question) -> dict[str, Any]:
+    view = questions.question_view(kb, question)
+    condition = kb.vocab.label("indications", question.condition)
+    lines = [
+        f"{v['source']['short']}: {', '.join(g['scale_name'] + ' ' + g['label'] for g in v['grades']) or 'grade not read'}"
+        for v in view["verdicts"]
+        if v["covers"] is None
+    ]
+    summary = "; ".join(lines) or "No verdict recorded yet."
+    what = question.intervention
+    body = [
+        condition,
+        _intervention_words(kb, question),
+        question.notes or "",
+        *(_names(kb, "targets", what.target)),
+        *(_names(kb, "protocols", what.protocol)),
+        *(_names(kb, "sides", what.side)),
+        *(v["statement"] for v in view["verdicts"]),
+    ]
+    doc = _base(question.id, "question", question.title, summary, None, question.verification, body)
+    doc.update(
+        {
+            "indication": [question.condition],
+            "target": list(what.target),
+            "side": list(what.side),
+            "protocol": list(what.protocol),
+            "covers": [question.condition],
+            "source": sorted({v["source"]["key"] for v in view["verdicts"] if v["covers"] is None}),
+            # A question sorts with the strongest Lefaucheur level published on it (else with the
+            # verdicts in other scales), before the verdicts themselves (class_rank 0).
+            "level_rank": min(questions.best_rank(kb, question), 4),
+            "class_rank": 0,
+            "concepts": _concepts(kb, "indication", (question.condition,))
+            + _concepts(kb, "target", what.target)
+            + _concepts(kb, "protocol", what.protocol)
+            + list(what.side),
+        }
+    )
+    doc["data"] = {
+        "record": _record_fields(question),
+        "labels": {
+            "condition": condition,
+            "intervention": _intervention_words(kb, question),
+            "target": _labels(kb, "target", what.target),
+            "side": _labels(kb, "side", what.side),
+            "protocol": _labels(kb, "protocol", what.protocol),
+            "outcome_domain": kb.vocab.label("outcomes", question.outcome_domain) if question.outcome_domain else "",
+        },
+        **view,
+        "ruleset": kb.ruleset.id if kb.ruleset else None,
     }
+    return doc
+
+
+def _verdict_doc(kb: KB, verdict: Verdict) -> dict[str, Any]:
+    view = questions.verdict_view(kb, verdict)
+    question = kb.questions.get(verdict.question)
+    ref = kb.reference(verdict.source_reference)
+    grades = "; ".join(g["label"] for g in view["grades"]) or "grade not read"
+    asked = question.title if question else verdict.question
+    title = f"{view['source']['short']} ({view['kind_label'].lower()}): {grades}"
+    body = [
+        asked,
+        verdict.population or "",
+        verdict.inclusion or "",
+        verdict.notes or "",
+        ref.title if ref else "",
+        *(kb.vocab.label("indications", question.condition) for _ in [0] if question),
+    ]
+    doc = _base(verdict.id, "verdict", title, verdict.statement, ref.year if ref else None, verdict.verification, body)
+    what = question.intervention if question else None
+    doc.update(
+        {
+            "indication": [question.condition] if question else [],
+            "target": list(what.target) if what else [],
+            "protocol": list(what.protocol) if what else [],
+            "side": list(what.side) if what else [],
+            "covers": [question.condition] if question else [],
+            "source": [verdict.source_reference],
+            "grade": [f"{g['scale']}:{g['value']}" for g in view["grades"]],
+            "direction": "",
+            "authors": _authors(ref),
+            "level_rank": 4,  # after Lefaucheur A-C, never ranked against them (another scale)
+            "concepts": (_concepts(kb, "indication", (question.condition,)) if question else [])
+            + (_concepts(kb, "target", what.target) + _concepts(kb, "protocol", what.protocol) if what else []),
+        }
+    )
+    doc["data"] = {
+        "record": _record_fields(verdict),
+        "verdict": view,
+        "question": _question_ref(kb, verdict.question),
+        "source": _citation(ref),
+        "studies": _linked(kb, verdict, {}),
+    }
+    return doc
+
+
+def _scale_doc(kb: KB, scale: Scale) -> dict[str, Any]:
+    values = "; ".join(f"{v.label}: {v.meaning or 'meaning not read'}" for v in scale.values)
+    ref = kb.reference(scale.source.reference or "")
+    doc = _base(scale.id, "scale", scale.name, values, None, scale.verification, [scale.notes or ""])
+    doc["data"] = {"record": _record_fields(scale), "source": _citation(ref)}
+    return doc
+
+
+def facet_labels(kb: KB) -> dict[str, dict[str, str]]:
+    """Labels of facet values that only the KB can name (grades, sources), saved per generation."""
+    grades = {}
+    for scale in kb.scales.values():
+        for value in scale.values:
+            grades[f"{scale.id}:{value.value}"] = f"{scale.name}: {value.label}"
+    for bound in ("below-A", "below-B", "below-C"):
+        grades.setdefault(f"lefaucheur-level:{bound}", f"Lefaucheur level: below {bound[-1]} (exact level not verified)")
+    sources = {key: ref.short for key, ref in kb.references.items()}
+    return {"grade": grades, "source": sources, "guideline": sources}
 
 
 def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class Generation:
     store: FacetStore
     aliases: dict[str, str] = field(default_factory=dict)
     rulesets: list[dict[str, Any]] = field(default_factory=list)
+    labels_of: dict[str, dict[str, str]] = field(default_factory=dict)  # labels.json
     postings: dict[tuple[str, Any], Any] = field(default_factory=dict)
     local: threading.local = field(default_factory=threading.local)
     cache: OrderedDict[Any, Any] = field(default_factory=OrderedDict)  # results, LRU
@@ -71,6 +72,7 @@ class Generation:
             facet_store(ix),
             aliases=dict(_json_or(path / idx.ALIASES, {})),
             rulesets=list(_json_or(path / idx.RULESETS, [])),
+            labels_of=dict(_json_or(path / idx.LABELS, {})),
         )
 
     def searcher(self) -> Any:
@@ -189,7 +191,7 @@ def facet_store(ix: Any) -> FacetStore:
         alive = np.zeros(size, dtype=bool)
         alive[np.fromiter(reader.all_doc_ids(), dtype=np.int64)] = True
         postings: dict[str, dict[str, Any]] = {}
-        for name in FACETS.names:
+        for name in (*FACETS.names, "covers"):
             if name not in ix.schema:
                 continue
             postings[name] = {

@@ -46,13 +46,17 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "side",
     "protocol",
     "coil",
+    "question",
+    "grades",
     "direction",
     "published_level",
     "published_level_bound",
     "computed_level",
     "computed_level_status",
+    "computed_level_rests_on_lower_bounds",
     "level_ruleset",
     "class",
+    "class_lower_bound",
     "class_basis",
     "class_ruleset",
     "verification",
@@ -68,29 +72,38 @@ EVIDENCE_COLUMNS: tuple[str, ...] = (
     "indication",
     "indication_label",
     "id",
+    "type",
+    "question",
+    "source",
+    "source_year",
+    "kind",
+    "grades",
+    "published_level",
+    "direction",
+    "search_cutoff",
     "protocol",
     "target",
     "side",
     "coil",
     "outcome",
     "population",
-    "published_level",
-    "direction",
-    "guideline",
-    "guideline_year",
-    "studies_class_I",
-    "studies_class_II",
-    "studies_class_III",
-    "studies_class_IV",
-    "studies_unclassified",
-    "supporting_studies",
+    "studies_supporting",
+    "studies_opposing",
+    "studies_inconclusive",
+    "studies_not_reported",
+    "studies_not_counted",
+    "supporting_by_class",
+    "counted_studies",
+    "candidate_studies",
     "computed_level",
+    "computed_level_rests_on_lower_bounds",
     "level_ruleset",
     "verification",
     "references",
     "source_location",
 )
-# The LaTeX table is for a paper: a few columns that fit a page (docs/export.md).
+# The LaTeX table is for a paper: a few columns that fit a page (docs/export.md). Every computed
+# value keeps its rule set and its lower-bound mark.
 LATEX_COLUMNS = {
     "records": (
         "id",
@@ -99,21 +112,25 @@ LATEX_COLUMNS = {
         "citation",
         "year",
         "published_level",
+        "grades",
         "computed_level",
+        "computed_level_rests_on_lower_bounds",
+        "level_ruleset",
         "class",
+        "class_lower_bound",
         "verification",
     ),
     "evidence": (
         "indication_label",
-        "protocol",
-        "target",
-        "published_level",
-        "guideline",
-        "studies_class_I",
-        "studies_class_II",
-        "studies_class_III",
-        "studies_class_IV",
+        "source",
+        "grades",
+        "studies_supporting",
+        "studies_opposing",
+        "studies_inconclusive",
+        "supporting_by_class",
         "computed_level",
+        "computed_level_rests_on_lower_bounds",
+        "level_ruleset",
     ),
 }
 LATEX_WIDE = {"title": "p{0.3\\linewidth}"}  # wrapped columns; the others are "l"
@@ -126,9 +143,12 @@ MULTI_VALUED = frozenset(
         "side",
         "protocol",
         "coil",
+        "grades",
         "guideline",
         "references",
-        "supporting_studies",
+        "counted_studies",
+        "candidate_studies",
+        "supporting_by_class",
     }
 )
 
@@ -240,8 +260,8 @@ def rows(where: Where, query: Query, table: str = "records") -> Iterator[dict[st
     index = as_index(where)
     vocab = index.vocab()
     if table == "evidence":
-        for row, data in _evidence_rows(index, query):
-            yield evidence_row(row, data, vocab)
+        for indication, row in _evidence_rows(index, query):
+            yield evidence_row(indication, row, vocab)
     else:
         for hit in index.iter_hits(query):
             yield record_row(hit.id, hit.type, hit.title, hit.summary, hit.fields, hit.data, vocab)
@@ -319,6 +339,7 @@ def record_row(
         row["coil"] = _unique(c for a in arms for c in a.get("coil", []))
         grade = data.get("class") or {}
         row["class"] = grade.get("cls") or ""
+        row["class_lower_bound"] = (grade.get("basis") == "computed" and grade.get("certain") is False) if grade else ""
         row["class_basis"] = grade.get("basis") or ""
         row["class_ruleset"] = grade.get("ruleset") or ""
         row["guideline"] = [g for g in str(fields.get("guideline") or "").split() if g]
@@ -334,10 +355,38 @@ def record_row(
         computed = data.get("computed") or {}
         row["computed_level"] = computed.get("level") or ""
         row["computed_level_status"] = computed.get("status") or ""
+        row["computed_level_rests_on_lower_bounds"] = (computed.get("certain") is False) if computed.get("level") else ""
         row["level_ruleset"] = computed.get("ruleset") or ""
+        row["question"] = (data.get("question") or {}).get("id") or ""
+        row["grades"] = [grade_text(g) for g in (data.get("verdict") or {}).get("grades") or []]
         cited = data.get("guideline") or {}
         row["guideline"] = _unique([record.get("guideline") or ""])
         row["references"] = _unique([cited.get("key") or record.get("guideline") or ""])
+    elif kind == "verdict":
+        verdict = data.get("verdict") or {}
+        indications = [i for i in str(fields.get("indication") or "").split() if i]
+        for name in ("target", "side", "protocol"):
+            row[name] = [v for v in str(fields.get(name) or "").split() if v]
+        row["question"] = record.get("question") or ""
+        row["grades"] = [grade_text(g) for g in verdict.get("grades") or []]
+        row["direction"] = verdict.get("direction") or ""
+        cited = data.get("source") or {}
+        row["references"] = _unique([record.get("source_reference") or ""])
+    elif kind == "question":
+        indications = [record.get("condition")] if record.get("condition") else []
+        what = record.get("intervention") or {}
+        for name in ("target", "side", "protocol", "coil"):
+            row[name] = list(what.get(name) or [])
+        row["question"] = doc_id
+        row["grades"] = [
+            f"{v['source']['short']}: {grade_text(g)}" for v in data.get("verdicts") or [] if not v.get("covers")
+            for g in v.get("grades") or []
+        ]
+        computed = data.get("computed") or {}
+        row["computed_level"] = computed.get("level") or ""
+        row["computed_level_status"] = computed.get("status") or ""
+        row["computed_level_rests_on_lower_bounds"] = computed.get("rests_on_lower_bounds", "") if computed.get("level") else ""
+        row["level_ruleset"] = computed.get("ruleset") or ""
     elif kind == "knowledge":
         indications = list(record.get("indication") or [])
         cites = data.get("references") or []
@@ -352,42 +401,59 @@ def record_row(
     return row
 
 
-def _evidence_rows(index: SearchIndex, query: Query) -> Iterator[tuple[Any, dict[str, Any]]]:
+def _evidence_rows(index: SearchIndex, query: Query) -> Iterator[tuple[str, Any]]:
     for group in evidence_table(index, query):
         for row in group.rows:
-            doc = index.document(row.id) or {}
-            yield row, doc.get("data") or {}
+            yield group.indication, row
 
 
-def evidence_row(row: Any, data: dict[str, Any], vocab: Vocabularies) -> dict[str, Any]:
-    """One evidence-table row (EVIDENCE_COLUMNS)."""
-    record = data.get("record") or {}
-    indication = record.get("indication") or ""
-    by_class = row.studies_by_class
-    guideline = (data.get("guideline") or {}).get("key") or record.get("guideline") or ""
+def evidence_row(indication: str, row: Any, vocab: Vocabularies) -> dict[str, Any]:
+    """One evidence-table row (EVIDENCE_COLUMNS): one source's verdict in its own scale."""
+    by_direction = row.studies_by_direction
     return {
         "indication": [indication] if indication else [],
         "indication_label": [vocab.label("indications", indication)] if indication else [],
         "id": row.id,
+        "type": row.type,
+        "question": row.question,
+        "source": row.guideline_key,
+        "source_year": row.guideline_year,
+        "kind": row.kind,
+        "grades": [grade_text(g) for g in row.grades],
+        "published_level": row.level,
+        "direction": row.direction,
+        "search_cutoff": row.search_cutoff,
         "protocol": [p for p in row.protocol.split(" + ") if p],
         "target": [t for t in row.target.split(", ") if t],
         "side": [s for s in row.side.split(", ") if s],
         "coil": [c for c in row.coil.split(", ") if c],
         "outcome": row.outcome,
         "population": row.population,
-        "published_level": row.level,
-        "direction": row.direction,
-        "guideline": row.guideline,
-        "guideline_year": row.guideline_year,
-        **{f"studies_class_{c}": by_class.get(c, 0) for c in CLASSES},
-        "studies_unclassified": sum(n for c, n in by_class.items() if c not in CLASSES),
-        "supporting_studies": [s.get("id", "") for s in data.get("supporting") or []],
+        "studies_supporting": by_direction.get("supporting", 0),
+        "studies_opposing": by_direction.get("opposing", 0),
+        "studies_inconclusive": by_direction.get("inconclusive", 0),
+        "studies_not_reported": by_direction.get("not-reported", 0),
+        "studies_not_counted": by_direction.get("not-counted", 0),
+        "supporting_by_class": [f"{n} x Class {class_words(c)}" for c, n in row.supporting_by_class.items()],
+        "counted_studies": list(row.counted_studies),
+        "candidate_studies": list(row.candidate_studies),
         "computed_level": row.computed_level or "",
+        "computed_level_rests_on_lower_bounds": row.computed_lower_bound if row.computed_level else "",
         "level_ruleset": row.ruleset or "",
         "verification": row.verification,
-        "references": [guideline] if guideline else [],
+        "references": [row.guideline_key] if row.guideline_key else [],
         "source_location": row.source_location,
     }
+
+
+def grade_text(grade: dict[str, Any]) -> str:
+    """'Low [grade-certainty]': the value's label and its scale, never converted."""
+    return f"{grade.get('label') or grade.get('value')} [{grade.get('scale')}]"
+
+
+def class_words(cls: str) -> str:
+    """'III' or 'III or better (lower bound)' for a computed lower bound ('III+')."""
+    return f"{cls[:-1]} or better (lower bound)" if cls.endswith("+") else cls
 
 
 # ---------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ class Facet:
     pattern: str | None = None
     describe: str = ""
     extract: Extract | None = None
-    lookup_reference: bool = False  # label = the short citation of the reference with this key
+    indexed_labels: bool = False  # labels saved with each index generation (labels.json)
     on_evidence: bool = True  # offered as a filter of the evidence table (recommendations)
 
     def normalise(self, value: str, vocab: Vocabularies | None) -> str:
@@ -119,11 +119,25 @@ class _Desc:
 
 
 TYPE_LABELS = {
+    "question": "Question",
     "recommendation": "Recommendation",
+    "verdict": "Verdict",
     "study": "Study",
     "reference": "Reference",
     "knowledge": "Background",
+    "scale": "Scale",
 }
+# Class facet values: 'III' (stated, or computed and certain) and 'III+' (a computed lower bound:
+# Class III or better; the reported facts do not settle which).
+CLASS_VALUES = tuple(v for c in CLASSES for v in (c, c + "+") if v != "I+")
+CLASS_LABELS = {c: f"Class {c}" for c in CLASSES} | {
+    f"{c}+": f"Class {c} or better (computed lower bound)" for c in CLASSES if c != "I"
+}
+
+
+def class_value_rank(value: str) -> int:
+    """I, II, II+, III, III+, IV, IV+."""
+    return class_rank(value.rstrip("+")) * 2 + value.endswith("+")
 LEVEL_FACET_LABELS = {
     **{k: f"Level {k}" for k in LEVELS},
     **{b: f"Below Level {b[-1]}" for b in LEVEL_BOUNDS},
@@ -147,16 +161,19 @@ BUILTIN_FACETS: tuple[Facet, ...] = (
     Facet(
         "class",
         "Study class",
-        values=CLASSES,
-        labels={c: f"Class {c}" for c in CLASSES},
+        values=CLASS_VALUES,
+        labels=CLASS_LABELS,
         order="rank",
-        rank=class_rank,
+        rank=class_value_rank,
         on_evidence=False,
     ),
     Facet(
         "year", "Year", order="desc", pattern=r"\d{4}", describe="four digits, e.g. 2020", on_evidence=False
     ),
-    Facet("guideline", "Guideline", multi=True, lookup_reference=True),
+    # A study's guidelines are only those whose own tables or text count it (verified links).
+    Facet("guideline", "Guideline (counted by)", multi=True, indexed_labels=True),
+    Facet("source", "Source of the verdict", multi=True, indexed_labels=True),
+    Facet("grade", "Grade (in the source's scale)", multi=True, indexed_labels=True),
     Facet(
         "verification",
         "Verification",
@@ -186,6 +203,9 @@ FIELDS: tuple[TextField, ...] = (
     TextField("summary", "stored"),
     TextField("data", "stored"),
     TextField("concepts", "keyword"),
+    # The condition a question or verdict is about (no broader or narrower terms): a query for a
+    # narrower condition also finds these through its broader terms (querytext).
+    TextField("covers", "keyword"),
     # Sort keys live only in columns: a numeric field would also index ~8 trie terms per value.
     TextField("level_rank", "column", column_type="B"),
     TextField("class_rank", "column", column_type="B"),

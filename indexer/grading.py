@@ -7,12 +7,13 @@ class, so the computed class is the best class the known facts prove (marked unc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
-from .models import CLASS_RANK, Recommendation, Study
+from .models import CLASS_RANK, Arm, Recommendation, Study
 from .rulesets import RuleSet
 
 FACT_WORDS = {
@@ -25,7 +26,15 @@ FACT_WORDS = {
     "crossover": "design",
     "design": "design",
 }
-BLINDED = {"double": True, "assessor": True, "open": False}
+# What each `blinding` value of the study schema says of the fact `assessor_blinded` (was the
+# outcome assessor masked?); docs/kb-format.md, "Grading rule sets", has the same table. `single`
+# masks the patient only, so the assessor was not masked. null, or a value missing here, is unknown.
+BLINDED = {"double": True, "assessor": True, "single": False, "open": False}
+
+# Bounds on the values an unreported number could take: (least value, fact giving the greatest).
+# At least one patient, and no more than the total, receive active stimulation (in a cross-over,
+# all of them: study_facts then knows the number).
+NUMBER_BOUNDS: dict[str, tuple[int | None, str | None]] = {"active_patients": (1, "total_patients")}
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ class LevelResult:
     ruleset: str
     certain: bool = True
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Linked studies left out, with why (no arm matches the recommendation's protocol/target...).
+    excluded: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,10 @@ class Comparison:
 
 
 def study_facts(study: Study, crossover_designs: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The facts class rules may test; None means the source does not say."""
+    """The facts class rules may test; None means the source does not say.
+
+    `total_patients` is not a rule fact: it bounds an unreported `active_patients` (NUMBER_BOUNDS).
+    """
     control = study.control
     crossover = study.design in crossover_designs
     active = study.patients_active
@@ -78,6 +92,7 @@ def study_facts(study: Study, crossover_designs: frozenset[str] = frozenset()) -
         "has_flaws": None if study.flaws is None else bool(study.flaws),
         "crossover": crossover,
         "design": study.design,
+        "total_patients": study.patients_total,
     }
 
 
@@ -105,29 +120,62 @@ def _first_class(facts: dict[str, Any], ruleset: RuleSet) -> str | None:
     return None
 
 
-def _candidates(name: str, ruleset: RuleSet) -> list[Any]:
+def _candidates(name: str, ruleset: RuleSet, facts: Mapping[str, Any]) -> list[Any]:
     """Values an unreported fact could take that make a difference to the rules."""
+    wants = [cond[name] for rule in ruleset.class_rules for cond in rule.when if name in cond]
+    if wants and all(_numeric(want) for want in wants):
+        low, high_fact = NUMBER_BOUNDS.get(name, (None, None))
+        return _numbers(wants, low, facts.get(high_fact) if high_fact else None)
     values: list[Any] = []
-    for rule in ruleset.class_rules:
-        for cond in rule.when:
-            want = cond.get(name, _ABSENT)
-            if want is _ABSENT:
-                continue
-            if isinstance(want, dict):
-                values += [
-                    b + d for b in (want.get("min"), want.get("max")) if b is not None for d in (-1, 0, 1)
-                ]
-            elif isinstance(want, list):
-                values += want
-            elif isinstance(want, bool):
-                values += [True, False]
-            else:
-                values.append(want)
+    for want in wants:
+        if isinstance(want, dict):
+            values += [b + d for b in (want.get("min"), want.get("max")) if b is not None for d in (-1, 0, 1)]
+        elif isinstance(want, list):
+            values += want
+        elif isinstance(want, bool):
+            values += [True, False]
+        else:
+            values.append(want)
     distinct = list(dict.fromkeys(values))
     return distinct if all(isinstance(v, bool) for v in distinct) else [*distinct, _OTHER]
 
 
-_ABSENT = object()
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numeric(want: Any) -> bool:
+    if isinstance(want, dict):
+        return True
+    if isinstance(want, list):
+        return bool(want) and all(_is_number(v) for v in want)
+    return _is_number(want)
+
+
+def _numbers(wants: list[Any], low: int | None, high: int | None) -> list[int]:
+    """One whole number from each stretch of [low, high] on which every condition is constant.
+
+    The conditions (`{min, max}`, a value, a list of values) change truth only where a stretch
+    starts: at a min, after a max, at and after a named value. So the stretch starts that lie
+    within the bounds stand for every number the fact could be, and none it could not.
+    """
+    starts: set[int] = set()
+    for want in wants:
+        if isinstance(want, dict):
+            if want.get("min") is not None:
+                starts.add(math.ceil(want["min"]))
+            if want.get("max") is not None:
+                starts.add(math.floor(want["max"]) + 1)
+        else:
+            for value in want if isinstance(want, list) else [want]:
+                if float(value).is_integer():
+                    starts |= {int(value), int(value) + 1}
+    first = low if low is not None else min(starts, default=0) - 1
+    if high is not None:
+        first = min(first, high)
+    return [first, *sorted(s for s in starts if s > first and (high is None or s <= high))]
+
+
 _OTHER = "<other>"  # stands for any value no rule names
 
 
@@ -141,7 +189,7 @@ def possible_classes(facts: dict[str, Any], ruleset: RuleSet) -> tuple[set[str |
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
-        options = [_candidates(name, ruleset) for name in unknown]
+        options = [_candidates(name, ruleset, facts) for name in unknown]
         _CACHE[key] = {
             _first_class({**facts, **dict(zip(unknown, combo, strict=True))}, ruleset)
             for combo in product(*options)
@@ -189,27 +237,116 @@ def effective_class(study: Study, ruleset: RuleSet, crossover_designs: frozenset
     return classify(study_facts(study, crossover_designs), ruleset)
 
 
+NO_MATCH_REASON = "no arm matches the recommendation's protocol/target"
+NO_MATCHING_ARM = f"not counted: {NO_MATCH_REASON}"
+_UNSTATED = ("target", "protocol", "protocol and target")
+
+
+def _not_stated(what: str, result: str | None = None) -> str:
+    return f"{result} ({what} not stated)" if result else f"not counted: {what} not stated"
+
+
+# arm_result's texts for a study whose arms may or may not match the recommendation, because
+# `what` is not stated: text -> (the opposing result it counts as, or None: not counted; what).
+_NOT_STATED: dict[str, tuple[str | None, str]] = {
+    **{_not_stated(w): (None, w) for w in _UNSTATED},
+    **{_not_stated(w, r): (r, w) for w in _UNSTATED for r in ("positive", "negative")},
+}
+
+# Every text arm_result gives that is not a study's result: text -> (the result it counts as, or
+# None for not counted; why). compute_level follows them; pages show the result and the why.
+ARM_NOTES: dict[str, tuple[str | None, str]] = {
+    NO_MATCHING_ARM: (None, NO_MATCH_REASON),
+    **{
+        text: (
+            result,
+            f"{what} not stated: "
+            + ("counted as opposing, the worse case" if result else "never counted as support"),
+        )
+        for text, (result, what) in _NOT_STATED.items()
+    },
+}
+
+
+def _sides(direction: str | None) -> tuple[str | None, str | None]:
+    """The results that support and oppose a recommendation of this direction."""
+    return {"efficacy": ("positive", "negative"), "inefficacy": ("negative", "positive")}.get(
+        direction or "", (None, None)
+    )
+
+
+def _fits(
+    vocabulary: str,
+    arm_ids: tuple[str, ...],
+    rec_ids: tuple[str, ...],
+    within: Callable[[str, str, str], bool],
+) -> bool | None:
+    """Whether an arm is on the recommendation's terms: True, False, or None (it may be)."""
+    if not rec_ids or any(within(vocabulary, a, r) for a in arm_ids for r in rec_ids):
+        return True
+    if not arm_ids or any(within(vocabulary, r, a) for a in arm_ids for r in rec_ids):
+        return None  # not stated, or stated only by a broader term (rTMS for a 10 Hz recommendation)
+    return False
+
+
+def _matching_result(study: Study, results: set[str | None], every_arm: bool) -> str | None:
+    if not results:
+        return NO_MATCHING_ARM
+    if every_arm:
+        return study.result
+    return next(iter(results)) if len(results) == 1 else "mixed"
+
+
 def arm_result(rec: Recommendation, study: Study, within: Callable[[str, str, str], bool]) -> str | None:
     """The result that counts for `rec`: that of the study's arms matching its protocol and target.
 
     `within(vocabulary, narrow, broad)` says whether a term is the same as or narrower than
     another (an M1 hand-area arm matches an M1 recommendation). Only when some arms fall outside
     the recommendation (a 1 Hz arm beside a 10 Hz one) do the matching arms decide: one result if
-    they agree, 'mixed' if not. Otherwise the study's overall result counts.
+    they agree, 'mixed' if not. When every arm matches, the study's overall result counts; when
+    none does, the study does not count (NO_MATCHING_ARM).
+
+    An arm whose target or protocol is not stated (or only by a broader term) may match or not.
+    The study then counts in the worse way for `rec`: as opposing if it could oppose, else not at
+    all if it could be anything but support; the text says so (see ARM_NOTES).
     """
+    arms = study.arms or (Arm((), (), (), result=study.result),)
+    sure: set[str | None] = set()
+    unsure: dict[str | None, int] = {}  # result -> how many arms with it may match
+    missing: set[str] = set()
+    outside = False
+    for arm in arms:
+        protocol = _fits("protocols", arm.protocol, rec.protocol, within)
+        target = _fits("targets", arm.target, rec.target, within)
+        if protocol is False or target is False:
+            outside = True
+        elif protocol and target:
+            sure.add(arm.result)
+        else:
+            unsure[arm.result] = unsure.get(arm.result, 0) + 1
+            missing |= {name for name, fit in (("protocol", protocol), ("target", target)) if fit is None}
+    # Each group of unsure arms with one result matches in none, some or all of its arms.
+    choices = [("none", "some", "all") if n > 1 else ("none", "all") for n in unsure.values()]
+    outcomes = {
+        _matching_result(
+            study,
+            sure | {r for r, c in zip(unsure, combo, strict=True) if c != "none"},
+            not outside and all(c == "all" for c in combo),
+        )
+        for combo in product(*choices)
+    }
+    if len(outcomes) == 1:
+        return outcomes.pop()
+    wanted, opposed = _sides(rec.direction)
 
-    def overlaps(vocabulary: str, arm_ids: tuple[str, ...], rec_ids: tuple[str, ...]) -> bool:
-        return not rec_ids or any(within(vocabulary, a, r) for a in arm_ids for r in rec_ids)
+    def rank(outcome: str | None) -> int:
+        return 0 if opposed and outcome == opposed else 2 if wanted and outcome == wanted else 1
 
-    matching = [
-        arm.result
-        for arm in study.arms
-        if overlaps("protocols", arm.protocol, rec.protocol) and overlaps("targets", arm.target, rec.target)
-    ]
-    if not matching or len(matching) == len(study.arms):
-        return study.result
-    distinct = set(matching)
-    return matching[0] if len(distinct) == 1 else "mixed"
+    worst = min(rank(o) for o in outcomes)
+    if worst == max(rank(o) for o in outcomes):  # counts alike either way: a result, not a note
+        return min(outcomes, key=lambda o: (o == NO_MATCHING_ARM, str(o)))
+    what = "protocol and target" if len(missing) == 2 else missing.pop()
+    return _not_stated(what, opposed if worst == 0 else None)
 
 
 def _satisfies(requirement: Mapping[str, int], classes: list[str], nested: bool) -> bool:
@@ -241,33 +378,60 @@ def compute_level(
     classes: Mapping[str, ClassResult],
     ruleset: RuleSet,
 ) -> LevelResult:
-    """Level from the supporting studies' classes and result directions.
+    """Level from the linked studies' classes and result directions.
 
-    `results` maps study id -> result (positive/negative/mixed/inconclusive/None).
+    `results` maps study id -> result (positive/negative/mixed/inconclusive/None), as arm_result
+    gives it: NO_MATCHING_ARM leaves a study out (listed in `excluded`, with why), and so do its
+    other ARM_NOTES texts (arms that may or may not match), unless the study may oppose: it then
+    counts as opposing, the worse case.
     """
-    if not rec.supporting_studies:
-        return LevelResult(None, "not-computable", "no supporting studies linked", ruleset.id)
-    if rec.direction is None:
+    if not rec.linked_studies:
+        return LevelResult(None, "not-computable", "no studies linked", ruleset.id)
+    wanted, opposed = _sides(rec.direction)
+    if wanted is None:
         return LevelResult(None, "not-computable", "no direction to count studies for", ruleset.id)
-    wanted, opposed = ("positive", "negative") if rec.direction == "efficacy" else ("negative", "positive")
     support: list[tuple[str, str]] = []
     against: list[tuple[str, str]] = []
-    uncertain = 0
-    for sid in rec.supporting_studies:
+    excluded: dict[str, str] = {}
+    worse_case: list[str] = []
+    uncertain = unsure_arms = 0
+    for sid in rec.linked_studies:
         result, grade = results.get(sid), classes.get(sid)
+        if result == NO_MATCHING_ARM:
+            excluded[sid] = NO_MATCH_REASON
+            continue
         if grade is None or grade.cls is None or grade.cls in ruleset.classes_not_counted:
             continue
         uncertain += not grade.certain
+        if result is not None and result in _NOT_STATED:
+            # Its arms may or may not match: counted the worse way, so the level is a lower bound.
+            unsure_arms += 1
+            text, (result, what) = result, _NOT_STATED[result]
+            if result != opposed:
+                excluded[sid] = f"{what} not stated: never counted as support"
+                continue
+            worse_case.append(f"{sid} ({ARM_NOTES[text][1]})")
         if result == wanted:
             support.append((sid, grade.cls))
         elif result == opposed:
             against.append((sid, grade.cls))
     counts = {"supporting": _counts(support), "opposing": _counts(against)}
     level, reason = _level_from(support, against, ruleset)
-    note = f"; {uncertain} class(es) are lower bounds" if uncertain else ""
-    summary = f"supporting {_describe(counts['supporting'])}; opposing {_describe(counts['opposing'])}"
+    notes = [f"supporting {_describe(counts['supporting'])}", f"opposing {_describe(counts['opposing'])}"]
+    if uncertain:
+        notes.append(f"{uncertain} class(es) are lower bounds")
+    if worse_case:
+        notes.append(f"counted as opposing: {', '.join(worse_case)}")
+    if excluded:
+        notes.append(f"not counted: {', '.join(f'{sid} ({why})' for sid, why in excluded.items())}")
     return LevelResult(
-        level, "computed", f"{reason} ({summary}{note})", ruleset.id, certain=uncertain == 0, counts=counts
+        level,
+        "computed",
+        f"{reason} ({'; '.join(notes)})",
+        ruleset.id,
+        certain=uncertain == 0 and unsure_arms == 0,
+        counts=counts,
+        excluded=excluded,
     )
 
 

@@ -41,6 +41,7 @@ VOCAB = "vocab.json"
 RULESETS = "rulesets.json"
 KNOWN = "references.json"  # what duplicate detection needs about each reference
 ALIASES = "aliases.json"  # old BibTeX key -> current key
+LABELS = "labels.json"  # facet -> value -> label, for values only the KB can name (documents.facet_labels)
 # Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
 TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
 SPELLING = "spelling.json"

@@ -53,6 +53,16 @@ def level_rank(level: str | None) -> int:
     return _LEVEL_RANKS.get(level or "", NO_RANK)
 
 
+# The group a study's result puts it in, for a question or recommendation. A negative result
+# (no benefit over sham or control) is opposing, never supporting.
+RESULT_GROUPS = {"positive": "supporting", "negative": "opposing", "mixed": "inconclusive", "inconclusive": "inconclusive"}
+
+
+def direction_group(result: str | None) -> str:
+    """supporting / opposing / inconclusive / not-reported."""
+    return RESULT_GROUPS.get(result or "", "not-reported")
+
+
 def class_rank(cls: str | None) -> int:
     """Class I first; unknown last."""
     return CLASS_RANK.get(cls or "", NO_RANK)
@@ -266,6 +276,7 @@ class Recommendation:
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     question: str | None = None
     counted_studies: tuple[StudyLink, ...] = ()
+    search_cutoff: str | None = None
 
     def line_of(self, name: str) -> int:
         return self.lines.get(name, self.line)
@@ -275,11 +286,6 @@ class Recommendation:
         """Every linked study id: counted by the source first, then the curator's candidates."""
         counted = tuple(link.study for link in self.counted_studies)
         return counted + tuple(s for s in self.candidate_studies if s not in counted)
-
-    @property
-    def supporting_studies(self) -> tuple[str, ...]:
-        """Deprecated name of linked_studies (links are not all supporting: see their results)."""
-        return self.linked_studies
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def counted_results(kb: KB, rec: Recommendation) -> dict[str, str | None]:
 
     studies = kb.studies
     return {
-        sid: grading.arm_result(rec, studies[sid], kb.within) for sid in rec.supporting_studies if sid in studies
+        sid: grading.arm_result(rec, studies[sid], kb.within) for sid in rec.linked_studies if sid in studies
     }
 
 

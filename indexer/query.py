@@ -141,6 +141,9 @@ class Hit:
     score: float | None
     fields: dict[str, Any]
     data: dict[str, Any]
+    # Set when the hit answers a broader condition than the one asked about, e.g. "covers
+    # neuropathic pain in general; postherpetic neuralgia is one of its kinds".
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def results_json(results: Results) -> dict[str, Any]:
                 "title": h.title,
                 "summary": h.summary,
                 "rank_reason": h.rank_reason,
+                "note": h.note or None,
                 "score": h.score,
                 "highlights": [[asdict(s) for s in frag] for frag in h.highlights],
                 "level": h.fields.get("level") or None,

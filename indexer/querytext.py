@@ -34,6 +34,10 @@ class Expansion:
     vocabulary: str
     term_id: str
     label: str
+    broader: tuple[str, ...] = ()  # broader conditions whose questions and verdicts also answer
+
+
+COVERS = re.compile(r" OR covers:[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,16 @@ class Understood:
 
     text: str
     expansions: tuple[Expansion, ...]
+
+    @property
+    def specific_text(self) -> str:
+        """The query without the broader-condition clauses: what matches the condition itself."""
+        return COVERS.sub("", self.text)
+
+    @property
+    def broader(self) -> dict[str, str]:
+        """Broader condition id -> the narrower condition the query named (for labels)."""
+        return {b: e.term_id for e in self.expansions for b in e.broader}
 
 
 def understand(text: str, vocab: Vocabularies) -> Understood:
@@ -102,10 +116,13 @@ def _lookup(text: str, vocab: Vocabularies) -> list[tuple[str, str]]:
 
 def _group(original: str, terms: list[tuple[str, str]], vocab: Vocabularies, found: list[Expansion]) -> str:
     """`(original OR concepts:id ...)`; several plain words stay ANDed inside their own group."""
+    covers: list[str] = []
     for vocabulary, term_id in terms:
-        found.append(Expansion(original, vocabulary, term_id, vocab.label(vocabulary, term_id)))
+        broader = tuple(vocab.ancestors(vocabulary, term_id)) if vocabulary == "indications" else ()
+        found.append(Expansion(original, vocabulary, term_id, vocab.label(vocabulary, term_id), broader))
+        covers += [f"covers:{b}" for b in broader if f"covers:{b}" not in covers]
     words = f"({original})" if " " in original and not original.startswith('"') else original
-    return "(" + " OR ".join([words, *(f"concepts:{term_id}" for _, term_id in terms)]) + ")"
+    return "(" + " OR ".join([words, *(f"concepts:{term_id}" for _, term_id in terms), *covers]) + ")"
 
 
 def _cjk(word: str, vocab: Vocabularies, found: list[Expansion]) -> str:
@@ -133,7 +150,9 @@ def _rewrite_token(token: str, vocab: Vocabularies, found: list[Expansion]) -> s
     field = FACETS.field_of(name)
     vocabulary = known[name]
     if vocabulary and value:
-        return f"{field}:{_resolve_value(name, vocabulary, value, vocab, found)}"
+        resolved = f"{field}:{_resolve_value(name, vocabulary, value, vocab, found)}"
+        broader = found[-1].broader
+        return f"({' OR '.join([resolved, *(f'covers:{b}' for b in broader)])})" if broader else resolved
     facet = FACETS.get(field)
     if facet is not None and facet.values is not None and value and not set(value) & set('"*?[]{}()'):
         value = facet.normalise(value, vocab)
@@ -148,5 +167,6 @@ def _resolve_value(
         close = vocab.suggest(vocabulary, value.strip('"'))
         hint = f" (did you mean '{close}'?)" if close else ""
         raise QueryError(f"'{value.strip(chr(34))}' is not a known {name}{hint}")
-    found.append(Expansion(value, vocabulary, term.id, term.label))
+    broader = tuple(vocab.ancestors(vocabulary, term.id)) if vocabulary == "indications" else ()
+    found.append(Expansion(value, vocabulary, term.id, term.label, broader))
     return term.id

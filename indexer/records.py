@@ -202,7 +202,12 @@ def _recommendation(data: dict[str, Any], lines: dict[str, int], shown: str) -> 
         lines=dict(lines),
         question=data["question"],
         counted_studies=_links(data.get("counted_studies")),
+        search_cutoff=_cutoff(data.get("search_cutoff")),
     )
+
+
+def _cutoff(value: Any) -> str | None:
+    return str(value) if value is not None else None
 
 
 def _links(items: Any) -> tuple[StudyLink, ...]:
@@ -241,7 +246,7 @@ def _verdict(data: dict[str, Any], lines: dict[str, int], shown: str) -> Verdict
         direction=data["direction"],
         statement=data["statement"].strip(),
         effect=Effect(**effect) if effect else None,
-        search_cutoff=str(data["search_cutoff"]) if data["search_cutoff"] is not None else None,
+        search_cutoff=_cutoff(data["search_cutoff"]),
         inclusion=data["inclusion"],
         population=data["population"],
         candidate_studies=tuple(data["candidate_studies"]),

@@ -20,15 +20,16 @@ import numpy as np
 from .engine import Generation, Reader
 from .errors import IndexMissing, QueryError
 from .facets import Mask
-from .fields import FACETS, SORTS, reference_id
+from .fields import FACETS, SORTS
 from .models import LEVEL_LABELS
 from .query import MAX_PAGE_SIZE, FacetValue, Hit, Query, Results
-from .querytext import CJK, understand
+from .querytext import CJK, Understood, understand
 from .vocab import Vocabularies
 
 log = logging.getLogger(__name__)
 
 RESULTS_CACHE_SIZE = 1024
+VERDICT_TYPES = ("question", "recommendation", "verdict")
 LABELS_CACHE_SIZE = 4096
 
 __all__ = [
@@ -72,7 +73,7 @@ class SearchIndex:
             if cached is not None:
                 return cached
         try:
-            results = _run(opened, query, understood.text, understood.expansions)
+            results = _run(opened, query, understood)
         except QueryError as exc:
             return Results(query, error=str(exc), generation=opened.name)
         except Exception as exc:  # the engine must never turn a user's query into a crash
@@ -187,22 +188,26 @@ def _remember(opened: Generation, query: Query, results: Results) -> Results:
 # -- running ---------------------------------------------------------------------------------
 
 
-def _run(
-    opened: Generation, query: Query, text: str, expansions: tuple[Any, ...]
-) -> Results:
+def _run(opened: Generation, query: Query, understood: Understood) -> Results:
     store = opened.store
+    text, expansions = understood.text, understood.expansions
     parsed = opened.parse(text)
     filters = query.filter_map
+    broader = {**understood.broader, **_broader_of_filters(opened, filters)}
     base = opened.match(parsed) if parsed is not None else store.alive
-    matched = store.filtered(base, filters)
+    matched = _filtered(opened, base, filters)
     counts = {name: store.counts(name, matched) for name in FACETS.names if name not in filters}
     for name in filters:  # disjunctive counts: a facet's own filter does not narrow its counts
-        counts[name] = store.counts(name, store.filtered(base, filters, skip=name))
+        counts[name] = store.counts(name, _filtered(opened, base, filters, skip=name))
     total = int(np.count_nonzero(matched))
     start = (query.page - 1) * query.page_size
-    page, scores = _page(opened, parsed, matched, query, start)
+    specific = _specific(opened, understood, filters, matched) if broader else None
+    page, scores = _page(opened, parsed, matched, query, start, specific)
     terms = opened.highlight_terms(parsed)
-    hits = tuple(_hit(opened, d, query.sort, scores.get(d), terms) for d in page)
+    hits = tuple(
+        _hit(opened, d, query.sort, scores.get(d), terms, _covers_note(opened, d, broader, specific))
+        for d in page
+    )
     suggestion = None
     if total == 0 and query.text and not CJK.search(query.text):
         within = store.filtered(store.alive, filters) if filters else None
@@ -216,17 +221,77 @@ def _run(
 
 
 def _page(
-    opened: Generation, parsed: Any, matched: Mask, query: Query, start: int
+    opened: Generation, parsed: Any, matched: Mask, query: Query, start: int, specific: Mask | None = None
 ) -> tuple[list[int], dict[int, float]]:
-    """Doc numbers of the requested page, and scores when sorting by relevance."""
+    """Doc numbers of the requested page, and scores when sorting by relevance.
+
+    With `specific` (the hits about the condition asked for, not only a broader one), the
+    answers come first: questions and verdicts on the condition itself, then those on its broader
+    conditions (labelled), then everything else; each part in the query's order."""
     if query.sort == "relevance" and parsed is not None:
         top = opened.ranked(parsed, matched, start, query.page_size)
         return [d for d, _ in top], dict(top)
-    order = opened.store.ordered(matched, "year" if query.sort == "year" else "evidence")
+    sort = "year" if query.sort == "year" else "evidence"
+    store = opened.store
+    if specific is None:
+        order = store.ordered(matched, sort)
+    else:
+        answers = store.any_of("type", VERDICT_TYPES)
+        tiers = (specific & answers, ~specific & answers, specific & ~answers, ~specific & ~answers)
+        order = np.concatenate([store.ordered(matched & tier, sort) for tier in tiers])
     return order[start : start + query.page_size].tolist(), {}
 
 
-def _hit(opened: Generation, docnum: int, sort: str, score: float | None, terms: frozenset[str]) -> Hit:
+def _broader_of_filters(opened: Generation, filters: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """Broader condition -> the narrower one a condition filter names (indication=PHN)."""
+    out: dict[str, str] = {}
+    for value in filters.get("indication", ()):
+        for broad in opened.vocab.ancestors("indications", value):
+            out.setdefault(broad, value)
+    return out
+
+
+def _filtered(opened: Generation, base: Mask, filters: Mapping[str, tuple[str, ...]], skip: str | None = None) -> Mask:
+    """Facet filters; a condition filter also admits the questions and verdicts of its broader
+    conditions (their `covers` field), which answer it too."""
+    store = opened.store
+    if skip == "indication" or "indication" not in filters:
+        return store.filtered(base, filters, skip=skip)
+    rest = store.filtered(base, filters, skip="indication")
+    wanted = filters["indication"]
+    broad = [b for v in wanted for b in opened.vocab.ancestors("indications", v)]
+    return rest & (store.any_of("indication", wanted) | store.any_of("covers", broad))
+
+
+def _specific(opened: Generation, understood: Understood, filters: Mapping[str, tuple[str, ...]], matched: Mask) -> Mask:
+    """Hits that match the condition as asked (not only through a broader condition)."""
+    store = opened.store
+    if understood.broader:
+        specific_text = understood.specific_text
+        node = opened.parse(specific_text)
+        mask = opened.match(node) if node is not None else store.alive.copy()
+    else:
+        mask = store.alive.copy()
+    if "indication" in filters:
+        mask &= store.any_of("indication", filters["indication"])
+    return mask & matched
+
+
+def _covers_note(opened: Generation, docnum: int, broader: Mapping[str, str], specific: Mask | None) -> str:
+    if specific is None or specific[docnum]:
+        return ""
+    conditions = opened.stored(docnum).get("indication") or ""
+    for condition in conditions.split():
+        if condition in broader:
+            general = opened.vocab.label("indications", condition).lower()
+            narrow = opened.vocab.label("indications", broader[condition]).lower()
+            return f"covers {general} in general; {narrow} is one of its kinds"
+    return ""
+
+
+def _hit(
+    opened: Generation, docnum: int, sort: str, score: float | None, terms: frozenset[str], note: str = ""
+) -> Hit:
     stored = opened.stored(docnum)
     data = stored.pop("data", {}) or {}
     summary = stored.get("summary", "")
@@ -236,23 +301,37 @@ def _hit(opened: Generation, docnum: int, sort: str, score: float | None, terms:
         stored.get("title", ""),
         summary,
         opened.highlights(summary, terms),
-        rank_reason(stored, sort, score),
+        rank_reason(stored, sort, score, _grade_text(opened, stored)),
         score if sort == "relevance" else None,
         stored,
         data,
+        note,
     )
 
 
-def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None) -> str:
+def _grade_text(opened: Generation, stored: Mapping[str, Any]) -> str:
+    """'Weak recommendation; Third line' for a verdict, in its own scale's words."""
+    if stored.get("type") not in ("verdict", "question"):
+        return ""
+    labels = opened.labels_of.get("grade", {})
+    return "; ".join(labels.get(g, g) for g in (stored.get("grade") or "").split())
+
+
+def rank_reason(stored: Mapping[str, Any], sort: str, score: float | None = None, grades: str = "") -> str:
     """One line telling the user why a hit sits where it does."""
     year = stored.get("year") or "year unknown"
     level, cls = stored.get("level", ""), stored.get("class", "")
-    if level in LEVEL_LABELS:
+    kind = stored.get("type")
+    if kind == "question":
+        return "question: every source's verdict, each in its own scale"
+    if kind == "verdict":
+        evidence = f"{grades or 'grade not read'} (in the source's own scale)"
+    elif level in LEVEL_LABELS:
         evidence = f"published Level {level}"
     elif level:
         evidence = FACETS["level"].label(level, None) + " (exact level not verified)"
     elif cls:
-        evidence = f"Class {cls} study"
+        evidence = f"{FACETS['class'].label(cls, None)} study"
     else:
         evidence = "no level or class"
     if sort == "relevance":
@@ -288,10 +367,8 @@ def facet_label(opened: Generation, name: str, value: str) -> str:
         return label
     facet = FACETS[name]
     label = facet.label(value, opened.vocab)
-    if facet.lookup_reference:
-        stored = opened.document(reference_id(value))
-        if stored:
-            label = str((stored.get("data") or {}).get("short") or value)
+    if facet.indexed_labels:
+        label = opened.labels_of.get(name, {}).get(value, label)
     if value in opened.store.postings.get(name, {}):  # never cache what a client made up
         with opened.cache_lock:
             if len(opened.labels) >= LABELS_CACHE_SIZE:

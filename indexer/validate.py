@@ -74,8 +74,9 @@ def cited_keys(record: Record) -> Iterator[tuple[str, str]]:
             for j, src in enumerate(section.sources):
                 if src.reference:
                     yield f"sections.{i}.sources.{j}.reference", src.reference
-    if record.source.reference:
-        yield "source.reference", record.source.reference
+    source = getattr(record, "source", None)
+    if source is not None and source.reference:
+        yield "source.reference", source.reference
 
 
 def _key_problems(

@@ -113,7 +113,8 @@ def test_evidence_api_groups_rows(client) -> None:
     data = client.get("/api/evidence").get_json()
     assert [g["label"] for g in data["groups"]] == ["Neuropathic pain", "Depression", "Fibromyalgia"]
     first = data["groups"][0]["rows"][0]
-    assert (first["level"], first["studies_by_class"], first["computed_level"]) == ("A", {"I": 2}, "A")
+    assert (first["level"], first["supporting_by_class"], first["computed_level"]) == ("A", {"I": 2}, "A")
+    assert first["studies_by_direction"]["supporting"] == 2 and first["computed_lower_bound"] is False
 
 
 def test_openapi_describes_every_api_route(client) -> None:

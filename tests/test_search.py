@@ -64,7 +64,8 @@ def test_phrase_and_boolean(index_dir: Path) -> None:
             ["guide2020-dep-dlpfc-lf", "guide2020-fm-dlpfc-hf"],
             id="level_lowercase",
         ),
-        pytest.param("indication:PHN", ["alpha2010test"], id="vocabulary_value"),
+        # PHN is a kind of neuropathic pain: the NP recommendation answers it too (labelled, after).
+        pytest.param("indication:PHN", ["alpha2010test", "guide2020-np-m1-hf"], id="vocabulary_value"),
         pytest.param("author:gamma", ["@beta2012test", "beta2012test"], id="author"),
         pytest.param("class:I type:study", ["alpha2010test", "beta2012test"], id="class"),
     ],
@@ -130,8 +131,13 @@ def test_spelling_suggestion(index_dir: Path, typed: str, suggested: str) -> Non
 
 def test_understood_query_shows_expansion(index_dir: Path) -> None:
     results = search(index_dir, Query.make("shingles"))
-    assert results.understood == "(shingles OR concepts:postherpetic-neuralgia)"
+    assert results.understood == (
+        "(shingles OR concepts:postherpetic-neuralgia OR covers:neuropathic-pain OR covers:pain)"
+    )
     assert results.expansions[0]["label"] == "Postherpetic neuralgia"
+    broader = [h for h in results.hits if h.note]
+    assert [h.id for h in broader] == ["guide2020-np-m1-hf"]
+    assert broader[0].note == "covers neuropathic pain in general; postherpetic neuralgia is one of its kinds"
 
 
 @pytest.mark.parametrize(
@@ -169,7 +175,9 @@ def test_search_cli_json_and_table(runner, index_dir: Path) -> None:
     import json
 
     data = json.loads(result.output)
-    assert data["hits"][0]["id"] == "alpha2010test"
+    # Answers first: the neuropathic-pain verdict covering shingles, labelled; then the PHN study.
+    assert [h["id"] for h in data["hits"]] == ["guide2020-np-m1-hf", "alpha2010test"]
+    assert data["hits"][0]["note"].startswith("covers neuropathic pain in general")
     assert data["facets"]["indication"][0]["count"] >= 1
     table = runner.invoke(cli, ["search", "", "--level", "A", "--index-dir", str(index_dir)])
     assert "guide2020-np-m1-hf" in table.output and "1 result(s)" in table.output

@@ -35,6 +35,14 @@ def record(doc_id: str) -> Any:
     return jsonify({"ok": True, "record": find_document(doc_id)})
 
 
+@bp.get("/questions/<path:doc_id>")
+def question(doc_id: str) -> Any:
+    doc = state().index.document(doc_id)
+    if doc is None or doc.get("type") != "question":
+        return error_response(404, f"No question with id '{doc_id}'")
+    return jsonify({"ok": True, "question": doc})
+
+
 @bp.get("/evidence")
 def evidence() -> Any:
     groups = evidence_table(state().index, current_query())  # a QueryError becomes a 400

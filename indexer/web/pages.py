@@ -30,15 +30,25 @@ def record(doc_id: str) -> Any:
     data = doc.get("data") or {}
     context: dict[str, Any] = {"doc": doc, "data": data}
     kind = doc.get("type")
+    if kind == "question":  # questions have their own page
+        return redirect(url_for("pages.question", question_id=doc_id), 301)
     if kind == "reference":
         context["citations"] = state().citations(doc)
-    key = (data.get("reference") or data.get("guideline") or {}).get("key")
+    key = (data.get("reference") or data.get("guideline") or data.get("source") or {}).get("key")
     if key:
         cited = state().reference(key)
         context["cited"] = cited
         if cited:
             context["citations"] = state().citations(cited)
     return render_template(f"record_{kind}.html", **context)
+
+
+@bp.get("/questions/<question_id>")
+def question(question_id: str) -> Any:
+    doc = state().index.document(question_id)
+    if doc is None or doc.get("type") != "question":
+        abort(404, description=f"No question with id '{question_id}'")
+    return render_template("question.html", doc=doc, data=doc.get("data") or {})
 
 
 @bp.get("/evidence")
