@@ -178,6 +178,30 @@ PLANTED = [
         "'goood-study' is not a study record",
         id="missing_supporting_study",
     ),
+    pytest.param(
+        "kb/questions/bad-question.yaml",
+        4,
+        "bad-question",
+        "condition",
+        "'neuropathc-pain' is not a term of the indications vocabulary",
+        id="question_unknown_condition",
+    ),
+    pytest.param(
+        "kb/verdicts/bad-grade.yaml",
+        7,
+        "bad-grade",
+        "grades.0.value",
+        "'moderate' is not a value of the scale 'test-scale'",
+        id="verdict_grade_not_in_scale",
+    ),
+    pytest.param(
+        "kb/scales/bad-scale.yaml",
+        6,
+        "bad-scale",
+        "values.0.label",
+        "missing required field",
+        id="scale_value_without_label",
+    ),
 ]
 
 HINTS = {
@@ -186,6 +210,8 @@ HINTS = {
     "unknown_bib_key": "did you mean 'smith2020'?",
     "unknown_field": "did you mean 'design'?",
     "missing_supporting_study": "did you mean 'good-study'?",
+    "question_unknown_condition": "did you mean 'neuropathic-pain'?",
+    "verdict_grade_not_in_scale": "expected one of strong, weak",
 }
 
 
@@ -232,7 +258,7 @@ def test_check_cli_reports_and_exits_1(runner) -> None:
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
-    assert lines[-1] == f"{len(PLANTED) + 1} problems in 16 files"
+    assert lines[-1] == f"{len(PLANTED) + 1} problems in 19 files"
     assert "references.bib:18: smith2020: key: duplicate key (first defined on line 2)" in result.stderr
 
 
