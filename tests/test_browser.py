@@ -199,9 +199,12 @@ def test_search_shows_hits_and_how_the_query_was_read(page: Page, server: str) -
     page.get_by_label("Search guidelines, studies and references").fill("shingles")
     page.keyboard.press("Enter")
     expect(page.locator("#understood")).to_contain_text("Postherpetic neuralgia")
+    # Answers first: the neuropathic-pain recommendation, labelled as covering shingles; then the study.
     first = page.locator("#results .hit").first
-    expect(first.locator(".hit-title")).to_contain_text("Alpha")
-    expect(first.locator(".rank-reason")).to_contain_text("Class I study")
+    expect(first.locator(".covers-note")).to_contain_text("Covers neuropathic pain in general")
+    study = page.locator("#results .hit").nth(1)
+    expect(study.locator(".hit-title")).to_contain_text("Alpha")
+    expect(study.locator(".rank-reason")).to_contain_text("Class I study")
 
 
 def test_clicking_a_facet_filters_and_is_in_the_url(page: Page, server: str) -> None:
@@ -229,7 +232,7 @@ def test_open_a_recommendation_shows_both_levels(page: Page, server: str) -> Non
     expect(page.locator("h1")).to_contain_text("Neuropathic pain")
     expect(page.locator("#published-level")).to_contain_text("Level A")
     expect(page.locator("#computed-level")).to_contain_text("lefaucheur2014-as-cited")
-    expect(page.locator("#supporting tbody tr")).to_have_count(2)
+    expect(page.locator("#studies tbody tr")).to_have_count(2)
     expect(page.locator("#cite-vancouver")).to_contain_text("Guidewriter A")
 
 
