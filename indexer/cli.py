@@ -204,6 +204,8 @@ def print_table(results: Results) -> None:
     click.echo(f"{results.total} result(s), page {results.query.page} of {results.page_count}")
     for hit in results.hits:
         click.echo(f"- [{hit.type}] {hit.id}: {hit.title}")
+        if hit.note:
+            click.echo(f"    {hit.note}")
         click.echo(f"    {hit.rank_reason}")
     for name, values in results.facets.items():
         if values:

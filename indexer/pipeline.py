@@ -186,8 +186,12 @@ def statistics(kb: KB) -> dict[str, Any]:
             "references": len(kb.references),
             "studies": len(kb.studies),
             "recommendations": len(kb.recommendations),
+            "questions": len(kb.questions),
+            "verdicts (other sources)": len(kb.verdicts),
+            "scales": len(kb.scales),
             "knowledge pages": len(kb.knowledge),
         },
+        "verdicts by source and scale": _verdict_counts(kb),
         "references by verification": dict(sorted(refs.items())),
         "recommendations by guideline and level": {
             k: dict(sorted(v.items())) for k, v in sorted(recs.items())
@@ -195,3 +199,17 @@ def statistics(kb: KB) -> dict[str, Any]:
         "studies by condition": dict(sorted(conditions.items(), key=lambda kv: (-kv[1], kv[0]))),
         "studies by class": dict(sorted(classes.items())),
     }
+
+
+def _verdict_counts(kb: KB) -> dict[str, dict[str, int]]:
+    """Per question with verdicts: how many sources' verdicts it has (its own, by scale)."""
+    out: dict[str, dict[str, int]] = {}
+    for rec in kb.recommendations.values():
+        if rec.question:
+            table = out.setdefault(rec.question, {})
+            table["lefaucheur-level"] = table.get("lefaucheur-level", 0) + 1
+    for verdict in kb.verdicts.values():
+        table = out.setdefault(verdict.question, {})
+        scale = verdict.grades[0].scale if verdict.grades else "grade not read"
+        table[scale] = table.get(scale, 0) + 1
+    return dict(sorted(out.items()))

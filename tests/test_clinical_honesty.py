@@ -179,3 +179,19 @@ def test_a_counted_link_is_shown_as_the_sources_own(tmp_path: Path) -> None:
     rows = {r["id"]: r for r in ex.rows(index, Query.make("", {"type": ["study"]}))}
     assert rows["alpha2010test"]["guideline"] == ["guide2020test"]
     assert all(r["guideline"] == [] for i, r in rows.items() if i != "alpha2010test")
+
+
+def test_every_record_url_still_resolves(bundled: Path, client) -> None:
+    """Record URLs of every study, recommendation, reference and page still work; a question's
+    /records/ URL moves (301) to its question page."""
+    index = SearchIndex(bundled)
+    seen = 0
+    for kind in ("study", "recommendation", "reference", "knowledge", "verdict", "scale"):
+        for hit in index.iter_hits(Query.make("", {"type": [kind]})):
+            assert client.get(f"/records/{hit.id}").status_code == 200, hit.id
+            seen += 1
+    assert seen > 130
+    for hit in _all(bundled, "question"):
+        moved = client.get(f"/records/{hit.id}")
+        assert moved.status_code == 301 and moved.headers["Location"].endswith(f"/questions/{hit.id}")
+        assert client.get(f"/questions/{hit.id}").status_code == 200
