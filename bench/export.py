@@ -126,5 +126,6 @@ def _machine() -> str:
     )  # fmt: skip
     return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}"
 
+
 if __name__ == "__main__":
     main()

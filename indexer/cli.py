@@ -101,9 +101,12 @@ def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
             f"{row['verdict']:<8} {row['reason']}"
         )
     verdicts = [r["verdict"] for r in rows]
-    others = sum(1 for q in report["questions"] for v in q["verdicts"] if v["type"] == "verdict" and not v["covers"])
+    others = sum(
+        1 for q in report["questions"] for v in q["verdicts"] if v["type"] == "verdict" and not v["covers"]
+    )
     click.echo(
-        f"{len(report['questions'])} questions; {len(rows)} recommendations: {verdicts.count('agree')} agree, "
+        f"{len(report['questions'])} questions; {len(rows)} recommendations: "
+        f"{verdicts.count('agree')} agree, "
         f"{verdicts.count('disagree')} disagree, {verdicts.count('n/a')} not comparable; "
         f"{others} verdicts in other sources' own scales (never converted, so never compared)"
     )
@@ -187,8 +190,14 @@ def print_questions(report: dict[str, Any]) -> None:
             click.echo(line)
         computed = question["computed"]
         if computed:
-            marks = [m for m, on in (("rests on lower bounds", computed["rests_on_lower_bounds"]),
-                                     ("from candidate links only", computed["from_candidates_only"])) if on]
+            marks = [
+                m
+                for m, on in (
+                    ("rests on lower bounds", computed["rests_on_lower_bounds"]),
+                    ("from candidate links only", computed["from_candidates_only"]),
+                )
+                if on
+            ]
             click.echo(
                 f"  computed from its studies by {computed['ruleset']}: {computed['level'] or 'no level'}"
                 + (f" ({'; '.join(marks)})" if marks else "")

@@ -33,7 +33,14 @@ from .pipeline import KB, counted_results
 from .validate import cited_keys
 from .vocab import FIELD_VOCABULARY
 
-__all__ = ["REFERENCE_PREFIX", "build_documents", "index_extras", "plain", "reference_document", "reference_id"]
+__all__ = [
+    "REFERENCE_PREFIX",
+    "build_documents",
+    "index_extras",
+    "plain",
+    "reference_document",
+    "reference_id",
+]
 
 
 def build_documents(kb: KB) -> list[dict[str, Any]]:
@@ -71,7 +78,8 @@ def _study_links(kb: KB) -> tuple[dict[str, list[dict[str, Any]]], dict[str, lis
     list it as the curator's candidate (never shown as the source's own studies)."""
     counted: dict[str, list[dict[str, Any]]] = {}
     candidates: dict[str, list[dict[str, Any]]] = {}
-    for record in [*kb.recommendations.values(), *kb.verdicts.values()]:
+    records: list[Recommendation | Verdict] = [*kb.recommendations.values(), *kb.verdicts.values()]
+    for record in records:
         key = record.guideline if isinstance(record, Recommendation) else record.source_reference
         key = kb.aliases.get(key, key)
         who = {"key": key, "short": _short(kb, key), "record": record.id}
@@ -449,7 +457,8 @@ def _question_doc(kb: KB, question: Question) -> dict[str, Any]:
     view = questions.question_view(kb, question)
     condition = kb.vocab.label("indications", question.condition)
     lines = [
-        f"{v['source']['short']}: {', '.join(g['scale_name'] + ' ' + g['label'] for g in v['grades']) or 'grade not read'}"
+        f"{v['source']['short']}: "
+        + (", ".join(g["scale_name"] + " " + g["label"] for g in v["grades"]) or "grade not read")
         for v in view["verdicts"]
         if v["covers"] is None
     ]
@@ -491,7 +500,9 @@ def _question_doc(kb: KB, question: Question) -> dict[str, Any]:
             "target": _labels(kb, "target", what.target),
             "side": _labels(kb, "side", what.side),
             "protocol": _labels(kb, "protocol", what.protocol),
-            "outcome_domain": kb.vocab.label("outcomes", question.outcome_domain) if question.outcome_domain else "",
+            "outcome_domain": kb.vocab.label("outcomes", question.outcome_domain)
+            if question.outcome_domain
+            else "",
         },
         **view,
         "ruleset": kb.ruleset.id if kb.ruleset else None,
@@ -514,7 +525,9 @@ def _verdict_doc(kb: KB, verdict: Verdict) -> dict[str, Any]:
         ref.title if ref else "",
         *(kb.vocab.label("indications", question.condition) for _ in [0] if question),
     ]
-    doc = _base(verdict.id, "verdict", title, verdict.statement, ref.year if ref else None, verdict.verification, body)
+    doc = _base(
+        verdict.id, "verdict", title, verdict.statement, ref.year if ref else None, verdict.verification, body
+    )
     what = question.intervention if question else None
     doc.update(
         {
@@ -529,7 +542,11 @@ def _verdict_doc(kb: KB, verdict: Verdict) -> dict[str, Any]:
             "authors": _authors(ref),
             "level_rank": 4,  # after Lefaucheur A-C, never ranked against them (another scale)
             "concepts": (_concepts(kb, "indication", (question.condition,)) if question else [])
-            + (_concepts(kb, "target", what.target) + _concepts(kb, "protocol", what.protocol) if what else []),
+            + (
+                _concepts(kb, "target", what.target) + _concepts(kb, "protocol", what.protocol)
+                if what
+                else []
+            ),
         }
     )
     doc["data"] = {
@@ -557,7 +574,9 @@ def facet_labels(kb: KB) -> dict[str, dict[str, str]]:
         for value in scale.values:
             grades[f"{scale.id}:{value.value}"] = f"{scale.name}: {value.label}"
     for bound in ("below-A", "below-B", "below-C"):
-        grades.setdefault(f"lefaucheur-level:{bound}", f"Lefaucheur level: below {bound[-1]} (exact level not verified)")
+        grades.setdefault(
+            f"lefaucheur-level:{bound}", f"Lefaucheur level: below {bound[-1]} (exact level not verified)"
+        )
     sources = {key: ref.short for key, ref in kb.references.items()}
     return {"grade": grades, "source": sources, "guideline": sources}
 
@@ -577,7 +596,7 @@ def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:
     return doc
 
 
-def _record_fields(record: Study | Recommendation | Knowledge) -> dict[str, Any]:
+def _record_fields(record: Record) -> dict[str, Any]:
     return dict(plain(record))
 
 

@@ -155,7 +155,9 @@ class Generation:
             return frozenset()
         terms = node.existing_terms(self.searcher().reader(), phrases=True, expand=True)
         return frozenset(
-            text.decode("utf-8") if isinstance(text, bytes) else text for name, text in terms if name == "text"
+            text.decode("utf-8") if isinstance(text, bytes) else text
+            for name, text in terms
+            if name == "text"
         )
 
     def highlights(self, text: str, terms: frozenset[str]) -> tuple[tuple[Segment, ...], ...]:
@@ -284,4 +286,3 @@ class _WordCorrector(spelling.Corrector):
 
 
 _SPELLING_PARSER = MultifieldParser(list(SEARCH_FIELDS), schema=idx.spelling_schema())
-

@@ -199,9 +199,7 @@ EXTENSIONS = {f.extension: f.name for f in FORMATS.values()}
 Where = SearchIndex | Path
 
 
-def check(
-    where: Where, query: Query, fmt: str, table: str = "records", *, allow_empty: bool = True
-) -> None:
+def check(where: Where, query: Query, fmt: str, table: str = "records", *, allow_empty: bool = True) -> None:
     """Raise ExportError if the export cannot be made (IndexMissing passes through).
 
     With allow_empty=False a view without any record is an error too, with the spelling
@@ -339,7 +337,9 @@ def record_row(
         row["coil"] = _unique(c for a in arms for c in a.get("coil", []))
         grade = data.get("class") or {}
         row["class"] = grade.get("cls") or ""
-        row["class_lower_bound"] = (grade.get("basis") == "computed" and grade.get("certain") is False) if grade else ""
+        row["class_lower_bound"] = (
+            (grade.get("basis") == "computed" and grade.get("certain") is False) if grade else ""
+        )
         row["class_basis"] = grade.get("basis") or ""
         row["class_ruleset"] = grade.get("ruleset") or ""
         row["guideline"] = [g for g in str(fields.get("guideline") or "").split() if g]
@@ -355,7 +355,9 @@ def record_row(
         computed = data.get("computed") or {}
         row["computed_level"] = computed.get("level") or ""
         row["computed_level_status"] = computed.get("status") or ""
-        row["computed_level_rests_on_lower_bounds"] = (computed.get("certain") is False) if computed.get("level") else ""
+        row["computed_level_rests_on_lower_bounds"] = (
+            (computed.get("certain") is False) if computed.get("level") else ""
+        )
         row["level_ruleset"] = computed.get("ruleset") or ""
         row["question"] = (data.get("question") or {}).get("id") or ""
         row["grades"] = [grade_text(g) for g in (data.get("verdict") or {}).get("grades") or []]
@@ -373,19 +375,23 @@ def record_row(
         cited = data.get("source") or {}
         row["references"] = _unique([record.get("source_reference") or ""])
     elif kind == "question":
-        indications = [record.get("condition")] if record.get("condition") else []
+        indications = [str(record["condition"])] if record.get("condition") else []
         what = record.get("intervention") or {}
         for name in ("target", "side", "protocol", "coil"):
             row[name] = list(what.get(name) or [])
         row["question"] = doc_id
         row["grades"] = [
-            f"{v['source']['short']}: {grade_text(g)}" for v in data.get("verdicts") or [] if not v.get("covers")
+            f"{v['source']['short']}: {grade_text(g)}"
+            for v in data.get("verdicts") or []
+            if not v.get("covers")
             for g in v.get("grades") or []
         ]
         computed = data.get("computed") or {}
         row["computed_level"] = computed.get("level") or ""
         row["computed_level_status"] = computed.get("status") or ""
-        row["computed_level_rests_on_lower_bounds"] = computed.get("rests_on_lower_bounds", "") if computed.get("level") else ""
+        row["computed_level_rests_on_lower_bounds"] = (
+            computed.get("rests_on_lower_bounds", "") if computed.get("level") else ""
+        )
         row["level_ruleset"] = computed.get("ruleset") or ""
     elif kind == "knowledge":
         indications = list(record.get("indication") or [])

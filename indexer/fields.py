@@ -138,6 +138,8 @@ CLASS_LABELS = {c: f"Class {c}" for c in CLASSES} | {
 def class_value_rank(value: str) -> int:
     """I, II, II+, III, III+, IV, IV+."""
     return class_rank(value.rstrip("+")) * 2 + value.endswith("+")
+
+
 LEVEL_FACET_LABELS = {
     **{k: f"Level {k}" for k in LEVELS},
     **{b: f"Below Level {b[-1]}" for b in LEVEL_BOUNDS},

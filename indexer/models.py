@@ -28,7 +28,8 @@ class Verification(StrEnum):
     def description(self) -> str:
         return {
             "full-text": "checked against the full text.",
-            "abstract": "checked against the abstract or a bibliographic record (PubMed, publisher, repository).",
+            "abstract": "checked against the abstract or a bibliographic record (PubMed, publisher, "
+            "repository).",
             "secondary": "checked against a secondary source (a review's table, a summary), which the "
             "record names; the primary source itself was not read.",
             "as-cited": "taken from a citing text; no source confirms it.",
@@ -55,7 +56,12 @@ def level_rank(level: str | None) -> int:
 
 # The group a study's result puts it in, for a question or recommendation. A negative result
 # (no benefit over sham or control) is opposing, never supporting.
-RESULT_GROUPS = {"positive": "supporting", "negative": "opposing", "mixed": "inconclusive", "inconclusive": "inconclusive"}
+RESULT_GROUPS = {
+    "positive": "supporting",
+    "negative": "opposing",
+    "mixed": "inconclusive",
+    "inconclusive": "inconclusive",
+}
 
 
 def direction_group(result: str | None) -> str:

@@ -60,7 +60,12 @@ def covers(kb: KB, broad: Question, narrow: Question) -> bool:
         return False
     if broad.outcome_domain and broad.outcome_domain != narrow.outcome_domain:
         return False
-    for name, vocabulary in (("protocol", "protocols"), ("target", "targets"), ("side", "sides"), ("coil", "coils")):
+    for name, vocabulary in (
+        ("protocol", "protocols"),
+        ("target", "targets"),
+        ("side", "sides"),
+        ("coil", "coils"),
+    ):
         wide, tight = getattr(broad.intervention, name), getattr(narrow.intervention, name)
         if not wide:
             continue
@@ -95,9 +100,7 @@ def relation(kb: KB, broad: Question, narrow: Question) -> str:
     ]
     if widened:
         parts.append("any " + " and ".join(w.rstrip("s") for w in widened) + " of rTMS")
-    broader_protocol = [
-        p for p in broad.intervention.protocol if p not in narrow.intervention.protocol
-    ]
+    broader_protocol = [p for p in broad.intervention.protocol if p not in narrow.intervention.protocol]
     if broader_protocol and not widened:
         parts.append(f"asks about {', '.join(kb.vocab.label('protocols', p) for p in broader_protocol)}")
     return "; ".join(parts) or "asks a broader question"
@@ -126,6 +129,7 @@ def _year(kb: KB, record: Recommendation | Verdict) -> int | None:
 
 def grades_of(kb: KB, record: Recommendation | Verdict) -> list[dict[str, Any]]:
     """The verdict's grades, each with its scale's name and the value's label and meaning."""
+    pairs: list[tuple[str, str, str | None]]
     if isinstance(record, Recommendation):
         if record.level:
             pairs = [(LEFAUCHEUR_SCALE, record.level, None)]
@@ -158,8 +162,9 @@ def verdict_view(kb: KB, record: Recommendation | Verdict) -> dict[str, Any]:
     """One source's verdict as shown side by side with the others (never in another's scale)."""
     ref = kb.reference(_source_key(record))
     if isinstance(record, Recommendation):
-        kind, direction = "guideline-recommendation", {"efficacy": "for", "inefficacy": "against"}.get(
-            record.direction or ""
+        kind, direction = (
+            "guideline-recommendation",
+            {"efficacy": "for", "inefficacy": "against"}.get(record.direction or ""),
         )
         effect, inclusion, population = None, None, record.population
         cutoff = record.search_cutoff
@@ -278,7 +283,9 @@ def studies_on(kb: KB, question: Question, shown: list[Recommendation | Verdict]
             }
         )
     order = {g: i for i, g in enumerate(GROUPS)}
-    return sorted(out, key=lambda s: (order[s["group"]], (s["class"] or {}).get("rank", 9), -(s["year"] or 0)))
+    return sorted(
+        out, key=lambda s: (order[s["group"]], (s["class"] or {}).get("rank", 9), -(s["year"] or 0))
+    )
 
 
 def _class_view(cls: grading.ClassResult | None) -> dict[str, Any] | None:
@@ -301,9 +308,7 @@ def computed_level(kb: KB, question: Question, studies: list[dict[str, Any]]) ->
     if kb.ruleset is None or not studies:
         return None
     target = replace(_as_recommendation(question), candidate_studies=tuple(s["id"] for s in studies))
-    results = {
-        s["id"]: grading.arm_result(target, kb.studies[s["id"]], kb.within) for s in studies
-    }
+    results = {s["id"]: grading.arm_result(target, kb.studies[s["id"]], kb.within) for s in studies}
     level = grading.compute_level(target, results, kb.classes, kb.ruleset)
     rests_on_bounds = any((s["class"] or {}).get("lower_bound") for s in studies)
     only_candidates = all(link["kind"] == "candidate" for s in studies for link in s["links"])
@@ -330,7 +335,11 @@ def question_view(kb: KB, question: Question) -> dict[str, Any]:
             panel.append(
                 {
                     **verdict_view(kb, record),
-                    "covers": {"question": broad.id, "title": broad.title, "relation": relation(kb, broad, question)},
+                    "covers": {
+                        "question": broad.id,
+                        "title": broad.title,
+                        "relation": relation(kb, broad, question),
+                    },
                 }
             )
     shown = own + [r for b in broader for r in verdicts_on(kb, b.id)]
@@ -341,7 +350,10 @@ def question_view(kb: KB, question: Question) -> dict[str, Any]:
         "broader": [{"id": q.id, "title": q.title, "relation": relation(kb, q, question)} for q in broader],
         "narrower": [{"id": q.id, "title": q.title} for q in sorted(narrower, key=lambda q: q.id)],
         "studies": studies,
-        "groups": [{"group": g, "label": GROUP_LABELS[g], "count": sum(s["group"] == g for s in studies)} for g in GROUPS],
+        "groups": [
+            {"group": g, "label": GROUP_LABELS[g], "count": sum(s["group"] == g for s in studies)}
+            for g in GROUPS
+        ],
         "computed": computed_level(kb, question, studies),
     }
 
@@ -377,5 +389,7 @@ def grade_report(kb: KB) -> dict[str, Any]:
                     reason=comparison.reason,
                 )
             rows.append(row)
-        out.append({"id": question.id, "title": question.title, "verdicts": rows, "computed": view["computed"]})
+        out.append(
+            {"id": question.id, "title": question.title, "verdicts": rows, "computed": view["computed"]}
+        )
     return {"questions": out}

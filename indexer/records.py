@@ -223,7 +223,10 @@ def _question(data: dict[str, Any], lines: dict[str, int], shown: str) -> Questi
         title=data["title"].strip(),
         condition=data["condition"],
         intervention=Intervention(
-            protocol=ids(what["protocol"]), target=ids(what["target"]), side=ids(what["side"]), coil=ids(what["coil"])
+            protocol=ids(what["protocol"]),
+            target=ids(what["target"]),
+            side=ids(what["side"]),
+            coil=ids(what["coil"]),
         ),
         outcome_domain=data["outcome_domain"],
         population=data["population"],

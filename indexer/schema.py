@@ -15,7 +15,16 @@ from jsonschema.exceptions import ValidationError, best_match
 from .models import Problem
 from .yamlio import Located
 
-SCHEMA_NAMES = ("study", "recommendation", "knowledge", "question", "verdict", "scale", "vocabulary", "ruleset")
+SCHEMA_NAMES = (
+    "study",
+    "recommendation",
+    "knowledge",
+    "question",
+    "verdict",
+    "scale",
+    "vocabulary",
+    "ruleset",
+)
 
 
 @cache

@@ -251,7 +251,9 @@ def _broader_of_filters(opened: Generation, filters: Mapping[str, tuple[str, ...
     return out
 
 
-def _filtered(opened: Generation, base: Mask, filters: Mapping[str, tuple[str, ...]], skip: str | None = None) -> Mask:
+def _filtered(
+    opened: Generation, base: Mask, filters: Mapping[str, tuple[str, ...]], skip: str | None = None
+) -> Mask:
     """Facet filters; a condition filter also admits the questions and verdicts of its broader
     conditions (their `covers` field), which answer it too."""
     store = opened.store
@@ -263,7 +265,9 @@ def _filtered(opened: Generation, base: Mask, filters: Mapping[str, tuple[str, .
     return rest & (store.any_of("indication", wanted) | store.any_of("covers", broad))
 
 
-def _specific(opened: Generation, understood: Understood, filters: Mapping[str, tuple[str, ...]], matched: Mask) -> Mask:
+def _specific(
+    opened: Generation, understood: Understood, filters: Mapping[str, tuple[str, ...]], matched: Mask
+) -> Mask:
     """Hits that match the condition as asked (not only through a broader condition)."""
     store = opened.store
     if understood.broader:
@@ -351,7 +355,8 @@ def _facets(
         for selected in filters.get(name, ()):
             values.setdefault(selected, 0)
         items = [
-            FacetValue(v, facet_label(opened, name, v), n, v in filters.get(name, ())) for v, n in values.items()
+            FacetValue(v, facet_label(opened, name, v), n, v in filters.get(name, ()))
+            for v, n in values.items()
         ]
         items.sort(key=facet.sort_key())
         out[name] = items

@@ -234,7 +234,9 @@ def test_added_document_equals_a_full_rebuild(runner, settings: Settings) -> Non
 
     build(settings)
     assert add(runner, settings, str(IMPORTS / "paper.ris")).exit_code == 0
-    manifest = idx.read_manifest(idx.current_dir(settings.index_dir))
+    generation = idx.current_dir(settings.index_dir)
+    assert generation is not None
+    manifest = idx.read_manifest(generation)
     rebuilt = {d["id"]: d["hash"] for d in documents.build_documents(pipeline.load(settings))}
     assert manifest["hashes"] == rebuilt
 

@@ -21,7 +21,15 @@ from indexer.settings import Settings
 from indexer.web import create_app
 
 PROJECT = Path(__file__).parent.parent
-FRONTS = ("indexer.__main__", "indexer.cli", "indexer.cli_common", "indexer.cli_write", "indexer.web", "indexer.api", "app")
+FRONTS = (
+    "indexer.__main__",
+    "indexer.cli",
+    "indexer.cli_common",
+    "indexer.cli_write",
+    "indexer.web",
+    "indexer.api",
+    "app",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -53,7 +61,9 @@ def _imports(path: Path, name: str) -> set[str]:
 def _graph() -> dict[str, set[str]]:
     files = [PROJECT / "app.py", *sorted((PROJECT / "indexer").rglob("*.py"))]
     modules = {_module_name(p): p for p in files}
-    return {name: {m for m in _imports(path, name) if m in modules} - {name} for name, path in modules.items()}
+    return {
+        name: {m for m in _imports(path, name) if m in modules} - {name} for name, path in modules.items()
+    }
 
 
 def _is_front(name: str) -> bool:
@@ -110,7 +120,9 @@ def test_the_search_path_does_not_load_the_parsing_stack() -> None:
         "print(sorted(m for m in ('bibtexparser', 'pylatexenc', 'jsonschema', 'fastjsonschema', 'yaml') "
         "if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT
+    )
     assert out.stdout.strip() == "[]"
 
 

@@ -179,6 +179,7 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     dialogs: list[str] = []
+
     def dismiss(dialog: Any) -> None:
         dialogs.append(dialog.message)
         dialog.dismiss()

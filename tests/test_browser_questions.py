@@ -27,7 +27,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cmd = [str(tmskb), "serve", "--root", str(PROJECT), "--index-dir", str(index), "--port", str(port)]
     log_path = index.parent / "server.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, log_path)
@@ -39,7 +41,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("text", ["shingles", "生蛇", "sciatica", "CPSP", "phantom limb pain"])
-def test_a_narrower_condition_reaches_the_neuropathic_pain_verdicts(page: Page, server: str, text: str) -> None:
+def test_a_narrower_condition_reaches_the_neuropathic_pain_verdicts(
+    page: Page,  # noqa: F811 - the fixture from test_browser
+    server: str,
+    text: str,
+) -> None:
     page.goto(server + "/")
     page.get_by_label("Search guidelines, studies and references").fill(text)
     page.keyboard.press("Enter")
@@ -52,7 +58,7 @@ def test_a_narrower_condition_reaches_the_neuropathic_pain_verdicts(page: Page, 
         expect(hit.locator(".badge.level")).to_have_text("Level A")
 
 
-def test_the_question_page_shows_every_source_in_its_own_scale(page: Page, server: str) -> None:
+def test_the_question_page_shows_every_source_in_its_own_scale(page: Page, server: str) -> None:  # noqa: F811
     page.goto(server + "/questions/np-hf-rtms-m1")
     expect(page.locator("h1")).to_contain_text("neuropathic pain")
     rows = page.locator("#verdict-panel tbody tr.verdict")

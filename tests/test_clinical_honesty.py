@@ -102,7 +102,11 @@ def test_api_answers_and_evidence_exports_count_by_direction(bundled: Path, clie
     for row in rows:
         positive = sum(s["result"] == "positive" for s in _studies_of(by_id[row["id"]]))
         assert row["studies_supporting"] == positive, row["id"]
-    csv_rows = list(csv.DictReader(io.StringIO(b"".join(ex.export_bytes(bundled, Query.make(), "csv", "evidence")).decode())))
+    csv_rows = list(
+        csv.DictReader(
+            io.StringIO(b"".join(ex.export_bytes(bundled, Query.make(), "csv", "evidence")).decode())
+        )
+    )
     assert [int(r["studies_supporting"]) for r in csv_rows] == [r["studies_supporting"] for r in rows]
 
 
@@ -123,7 +127,9 @@ def test_every_lower_bound_says_so(bundled: Path, client) -> None:
     for row in records:
         if row["class"] and row["class_basis"] == "computed":
             assert row["class_ruleset"], row["id"]
-            certain = next(h for h in bounds + _all(bundled, "study") if h.id == row["id"]).data["class"]["certain"]
+            certain = next(h for h in bounds + _all(bundled, "study") if h.id == row["id"]).data["class"][
+                "certain"
+            ]
             assert row["class_lower_bound"] is (not certain), row["id"]
     markdown = b"".join(ex.export_bytes(bundled, Query.make(), "markdown", "evidence")).decode()
     latex = b"".join(ex.export_bytes(bundled, Query.make(), "latex", "evidence")).decode()
@@ -165,7 +171,10 @@ def test_a_counted_link_is_shown_as_the_sources_own(tmp_path: Path) -> None:
     shutil.copytree(Path(__file__).parent / "data" / "kb", root)
     rec = root / "kb" / "recommendations" / "guide2020-np-m1-hf.yaml"
     text = rec.read_text("utf-8")
-    rec.write_text(text.replace("counted_studies: []", "counted_studies: [{study: alpha2010test, location: Table 2}]"), "utf-8")
+    rec.write_text(
+        text.replace("counted_studies: []", "counted_studies: [{study: alpha2010test, location: Table 2}]"),
+        "utf-8",
+    )
     settings = Settings.for_root(root, tmp_path / "index")
     ensure_index(settings)
     index = SearchIndex(settings.index_dir)

@@ -40,7 +40,12 @@ def test_1_an_edited_rule_set_is_used_in_the_same_process(kb_root: Path, tmp_pat
     rules = kb_root / "kb" / "rulesets" / "lefaucheur2014-as-cited.yaml"
     text = rules.read_text("utf-8")
     assert "active_patients: {min: 25}, has_flaws: false}" in text
-    rules.write_text(text.replace("active_patients: {min: 25}, has_flaws: false}", "active_patients: {min: 5000}, has_flaws: false}"), "utf-8")
+    rules.write_text(
+        text.replace(
+            "active_patients: {min: 25}, has_flaws: false}", "active_patients: {min: 5000}, has_flaws: false}"
+        ),
+        "utf-8",
+    )
     kb = open_kb(kb_root, tmp_path / "index", build=True)
     assert _class_i(kb) == set()  # graded with the new rules, not a cache of the old ones
 
@@ -83,12 +88,14 @@ def test_6_the_library_raises_problems_instead_of_exiting(tmp_path: Path) -> Non
 def test_7_an_empty_index_dir_variable_counts_as_unset(
     kb_root: Path, monkeypatch: pytest.MonkeyPatch, runner: CliRunner
 ) -> None:
-    assert resolve_settings(kb_root, environ={"TMSKB_INDEX_DIR": ""}).index_dir == (
-        kb_root / "instance" / "index"
-    ).resolve()
-    assert resolve_settings(environ={"TMSKB_ROOT": str(kb_root), "TMSKB_INDEX_DIR": "  "}).index_dir == (
-        kb_root / "instance" / "index"
-    ).resolve()
+    assert (
+        resolve_settings(kb_root, environ={"TMSKB_INDEX_DIR": ""}).index_dir
+        == (kb_root / "instance" / "index").resolve()
+    )
+    assert (
+        resolve_settings(environ={"TMSKB_ROOT": str(kb_root), "TMSKB_INDEX_DIR": "  "}).index_dir
+        == (kb_root / "instance" / "index").resolve()
+    )
     bundled = resolve_settings(PROJECT).index_dir
     mtime = (bundled / idx.CURRENT).lstat().st_mtime_ns if (bundled / idx.CURRENT).is_symlink() else None
     monkeypatch.setenv("TMSKB_INDEX_DIR", "")
@@ -121,7 +128,9 @@ def test_8_a_closed_pipe_ends_an_export_quietly(index_dir: Path) -> None:
     assert proc.returncode == 141
 
 
-def test_8_a_bad_filter_or_a_typo_exports_nothing_and_fails(index_dir: Path, runner: CliRunner, tmp_path) -> None:
+def test_8_a_bad_filter_or_a_typo_exports_nothing_and_fails(
+    index_dir: Path, runner: CliRunner, tmp_path
+) -> None:
     out = tmp_path / "out.csv"
     where = ["--index-dir", str(index_dir), "--output", str(out)]
     result = runner.invoke(cli, ["export", "", "--level", "Z", "--format", "csv", *where])

@@ -320,7 +320,9 @@ def test_web_bad_query_is_a_400_page_for_people_and_json_for_scripts(bundled_ind
         assert body["ok"] is False and "sort" in body["error"]
         page = client.get(url, headers=browser)  # a download link clicked by a person
         assert page.status_code == 400 and page.mimetype == "text/html"
-        assert "unknown sort" in page.get_data(as_text=True) and "Back to search" in page.get_data(as_text=True)
+        assert "unknown sort" in page.get_data(as_text=True) and "Back to search" in page.get_data(
+            as_text=True
+        )
     assert client.get("/search.exe").status_code == 404
 
 

@@ -73,7 +73,9 @@ def _facet_parameter(facet: Any) -> dict[str, Any]:
     items: dict[str, Any] = {"type": "string"}
     if facet.values is not None:
         items["enum"] = list(facet.values)
-    where = f" Values: terms of the {facet.vocabulary} vocabulary (ids or any name)." if facet.vocabulary else ""
+    where = (
+        f" Values: terms of the {facet.vocabulary} vocabulary (ids or any name)." if facet.vocabulary else ""
+    )
     return {
         "name": facet.name,
         "in": "query",
