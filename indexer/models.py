@@ -40,7 +40,6 @@ VERIFICATION_VALUES = tuple(v.value for v in Verification)
 LEVELS = ("A", "B", "C")
 CLASSES = ("I", "II", "III", "IV")
 DIRECTIONS = ("efficacy", "inefficacy")
-RESULTS = ("positive", "negative", "mixed", "inconclusive")
 
 LEVEL_BOUNDS = ("below-A", "below-B", "below-C")
 NO_RANK = 9

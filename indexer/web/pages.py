@@ -9,8 +9,8 @@ from flask import Blueprint, Flask, abort, redirect, render_template, request, u
 
 from ..evidence import evidence_table
 from ..export import FORMATS
-from ..fields import FACETS, REFERENCE_PREFIX, SORTS, TYPE_LABELS
-from ..models import LEVEL_LABELS, Verification
+from ..fields import FACETS, REFERENCE_PREFIX, TYPE_LABELS
+from ..models import Verification
 from ..query import Query
 from .state import current_query, state
 
@@ -104,9 +104,7 @@ def register_template_helpers(app: Flask) -> None:
             "facet_registry": FACETS,
             "facet_titles": {f.name: f.title for f in FACETS},
             "evidence_facets": [f.name for f in FACETS if f.on_evidence],
-            "sorts": SORTS,
             "type_labels": TYPE_LABELS,
-            "level_labels": LEVEL_LABELS,
             "verification_label": verification_label,
             "url_for_query": url_for_query,
             "reference_prefix": REFERENCE_PREFIX,
