@@ -27,6 +27,7 @@ from .fields import SORTS
 from .query import MAX_PAGE_SIZE, Results, parse_params, results_json
 from .questions import grade_report
 from .search import SearchIndex
+from .stats import statistics
 
 
 def load_checked(root: Path | None, ruleset_id: str | None = None) -> pipeline.KB:
@@ -230,7 +231,7 @@ def stats(root: Path | None, fmt: str) -> None:
     Example: tmskb stats --format json
     """
     kb = load_checked(root)
-    data = pipeline.statistics(kb)
+    data = statistics(kb)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return

@@ -348,6 +348,8 @@ class Question:
     verification: str
     notes: str | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    candidate_studies: tuple[str, ...] = ()
+    counted_studies: tuple[StudyLink, ...] = ()  # a question has no source: always empty
 
     def line_of(self, name: str) -> int:
         return self.lines.get(name, self.line)

@@ -6,7 +6,6 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from . import grading
 from .bib import parse_bib
@@ -159,57 +158,3 @@ def fingerprint(settings: Settings) -> str:
         digest.update(path.read_bytes() if path.is_file() else b"<missing>")
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def statistics(kb: KB) -> dict[str, Any]:
-    """Counts for `tmskb stats`: references by status, recommendations by guideline and level,
-    studies by condition and class (stated or computed)."""
-    refs: dict[str, int] = {}
-    for ref in kb.references.values():
-        refs[ref.verification or "missing"] = refs.get(ref.verification or "missing", 0) + 1
-    recs: dict[str, dict[str, int]] = {}
-    for rec in kb.recommendations.values():
-        level = rec.level or (rec.level_bound or "no level")
-        table = recs.setdefault(rec.guideline, {})
-        table[level] = table.get(level, 0) + 1
-    conditions: dict[str, int] = {}
-    for study in kb.studies.values():
-        for condition in study.condition:
-            label = kb.vocab.label("indications", condition)
-            conditions[label] = conditions.get(label, 0) + 1
-    classes: dict[str, int] = {}
-    for result in kb.classes.values():
-        key = f"{result.cls or 'undetermined'} ({result.basis}{'' if result.certain else ', lower bound'})"
-        classes[key] = classes.get(key, 0) + 1
-    return {
-        "totals": {
-            "references": len(kb.references),
-            "studies": len(kb.studies),
-            "recommendations": len(kb.recommendations),
-            "questions": len(kb.questions),
-            "verdicts (other sources)": len(kb.verdicts),
-            "scales": len(kb.scales),
-            "knowledge pages": len(kb.knowledge),
-        },
-        "verdicts by source and scale": _verdict_counts(kb),
-        "references by verification": dict(sorted(refs.items())),
-        "recommendations by guideline and level": {
-            k: dict(sorted(v.items())) for k, v in sorted(recs.items())
-        },
-        "studies by condition": dict(sorted(conditions.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "studies by class": dict(sorted(classes.items())),
-    }
-
-
-def _verdict_counts(kb: KB) -> dict[str, dict[str, int]]:
-    """Per question with verdicts: how many sources' verdicts it has (its own, by scale)."""
-    out: dict[str, dict[str, int]] = {}
-    for rec in kb.recommendations.values():
-        if rec.question:
-            table = out.setdefault(rec.question, {})
-            table["lefaucheur-level"] = table.get("lefaucheur-level", 0) + 1
-    for verdict in kb.verdicts.values():
-        table = out.setdefault(verdict.question, {})
-        scale = verdict.grades[0].scale if verdict.grades else "grade not read"
-        table[scale] = table.get(scale, 0) + 1
-    return dict(sorted(out.items()))

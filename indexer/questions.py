@@ -253,6 +253,10 @@ def studies_on(kb: KB, question: Question, shown: list[Recommendation | Verdict]
             links.setdefault(sid, []).append(
                 {"verdict": record.id, "source": who, "kind": "candidate", "location": None}
             )
+    for sid in question.candidate_studies:
+        links.setdefault(sid, []).append(
+            {"verdict": question.id, "source": "this question", "kind": "candidate", "location": None}
+        )
     target = _as_recommendation(question)
     cutoffs = [(v["source"]["short"], v["search_cutoff"]) for v in map(lambda r: verdict_view(kb, r), shown)]
     out = []

@@ -233,6 +233,7 @@ def _question(data: dict[str, Any], lines: dict[str, int], shown: str) -> Questi
         verification=data["verification"],
         notes=data.get("notes"),
         lines=dict(lines),
+        candidate_studies=tuple(data.get("candidate_studies") or ()),
     )
 
 

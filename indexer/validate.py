@@ -27,7 +27,7 @@ def check(
     for record in records:
         problems += _key_problems(record, references, aliases or {})
         problems += _term_problems(record, vocab)
-        if isinstance(record, Recommendation | Verdict):
+        if isinstance(record, Recommendation | Verdict | Question):
             problems += _link_problems(record, studies, questions)
         if isinstance(record, Recommendation):
             problems += _recommendation_problems(record)
@@ -139,7 +139,9 @@ def _term_problems(record: Record, vocab: Vocabularies) -> list[Problem]:
     return problems
 
 
-def _link_problems(record: Recommendation | Verdict, studies: Set[str], questions: Set[str]) -> list[Problem]:
+def _link_problems(
+    record: Recommendation | Verdict | Question, studies: Set[str], questions: Set[str]
+) -> list[Problem]:
     """Linked studies and the question must be records of the KB."""
     problems = []
     links = [(f"candidate_studies.{i}", s) for i, s in enumerate(record.candidate_studies)]
@@ -156,15 +158,16 @@ def _link_problems(record: Recommendation | Verdict, studies: Set[str], question
                     _did_you_mean(study_id, studies, "create it with tmskb new study"),
                 )
             )
-    if record.question is not None and record.question not in questions:
+    question = getattr(record, "question", None)
+    if question is not None and question not in questions:
         problems.append(
             Problem(
                 record.path,
                 record.line_of("question"),
                 record.id,
                 "question",
-                f"'{record.question}' is not a question record",
-                _did_you_mean(record.question, questions, "write it in kb/questions/"),
+                f"'{question}' is not a question record",
+                _did_you_mean(question, questions, "write it in kb/questions/"),
             )
         )
     return problems
