@@ -167,10 +167,8 @@ def special_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(PROJECT / "kb", root / "kb")
     study = root / "kb" / "studies" / "hosomi2013pain.yaml"
     source = study.read_text("utf-8")
-    assert "Seven-centre double-blind" in source
-    study.write_text(
-        source.replace("Seven-centre double-blind", "Seven-centre (生蛇 & 50% p_value) double-blind")
-    )
+    assert "Seven-centre" in source
+    study.write_text(source.replace("Seven-centre", "Seven-centre (生蛇 & 50% p_value)", 1))
     settings = Settings.for_root(root, root / "index")
     build(settings)
     return settings.index_dir
