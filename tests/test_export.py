@@ -336,7 +336,7 @@ def test_pages_link_to_exports_of_the_current_query(bundled_index: Path) -> None
 def test_python_api(bundled_index: Path) -> None:
     kb = open_kb(index_dir=bundled_index)
     results = kb.search("Obadia", type="study")
-    assert results.ok and results.total == 3
+    assert results.ok and results.total == 4  # André-Obadia 2006, 2008, 2011, 2014
     rows = list(kb.rows("Obadia", type=["study", "reference"]))
     assert {r["type"] for r in rows} == {"study", "reference"}
     assert "".join(str(c) for c in kb.export("csv", "Obadia")) == text(bundled_index, GOLDEN_QUERY, "csv")
