@@ -369,6 +369,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
     doc = _base(rec.id, "recommendation", title, rec.statement, year, rec.verification, body)
     computed = kb.levels.get(rec.id)
     counted = counted_results(kb, rec)
+    verdict = questions.verdict_view(kb, rec)
     doc.update(
         {
             "level": rec.level or (rec.level_bound or ""),
@@ -380,7 +381,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
             "protocol": list(rec.protocol),
             "guideline": [rec.guideline],
             "source": [rec.guideline],
-            "grade": [f"{g['scale']}:{g['value']}" for g in questions.grades_of(kb, rec)],
+            "grade": [f"{g['scale']}:{g['value']}" for g in verdict["grades"]],
             "covers": [rec.indication],
             "level_rank": level_rank(rec.level or rec.level_bound),
             "concepts": _concepts(kb, "indication", (rec.indication,))
@@ -397,7 +398,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
         "computed": plain(computed) if computed else None,
         "comparison": plain(comparison) if comparison else None,
         "studies": _linked(kb, rec, counted),
-        "verdict": questions.verdict_view(kb, rec),
+        "verdict": verdict,
         "question": _question_ref(kb, rec.question),
         "labels": {
             "indication": indication,
