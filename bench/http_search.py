@@ -232,7 +232,7 @@ class Req:
 
     def datasette(self, nosuggest: bool, page1: bool = False) -> str:
         params: list[tuple[str, str]] = [("_search", self.q)] if self.q else []
-        params += [("_facet", f) for f in FACETS.names]
+        params += [("_facet", f) for f in FACETS.names if f in COLUMNS]  # the same 11 as ours had
         params += self.filters
         params.append(("_size", str(PAGE_SIZE)))
         if self.sort == "year":
@@ -554,6 +554,8 @@ def measure(n: int, base: Path, n_requests: int, seed: int) -> SizeResult:
         [
             str(bindir / "tmskb"),
             "serve",
+            "--server",
+            os.environ.get("TMSKB_BENCH_SERVER", "waitress"),
             "--root",
             str(root),
             "--index-dir",

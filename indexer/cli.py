@@ -254,10 +254,24 @@ def stats(root: Path | None, fmt: str) -> None:
 @click.option(
     "--threads", type=click.IntRange(1, 64), default=4, show_default=True, help="Threads per worker."
 )
+@click.option(
+    "--server",
+    type=click.Choice(["waitress", "gthread", "gevent"]),
+    default="waitress",
+    show_default=True,
+    help="HTTP server in each worker: waitress buffers whole requests (slow clients cannot stall it); "
+    "gthread is gunicorn's threaded worker.",
+)
 def serve(
-    root: Path | None, index_dir: Path | None, host: str, port: int, workers: int | None, threads: int
+    root: Path | None,
+    index_dir: Path | None,
+    host: str,
+    port: int,
+    workers: int | None,
+    threads: int,
+    server: str,
 ) -> None:
-    """Build or refresh the index if needed, then serve the web app with gunicorn.
+    """Build or refresh the index if needed, then serve the web app (gunicorn supervising workers).
 
     Example: tmskb serve --port 8000 --workers 2
     """
@@ -272,10 +286,10 @@ def serve(
     workers = workers or default_workers()
     click.echo(
         f"Serving TMS Evidence KB on http://{host}:{port}/ with {workers} worker(s) x {threads} "
-        f"thread(s) (index {settings.index_dir})",
+        f"thread(s), {server} (index {settings.index_dir})",
         err=True,
     )
-    run(create_app({"INDEX_DIR": str(settings.index_dir)}), host, port, workers, threads)
+    run(create_app({"INDEX_DIR": str(settings.index_dir)}), host, port, workers, threads, server=server)
 
 
 @cli.command("export", cls=FacetCommand)

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ class Generation:
             labels_of=dict(_json_or(path / idx.LABELS, {})),
         )
 
+    @cached_property
+    def schema(self) -> Any:
+        """The generation's schema, read once (Whoosh's `ix.schema` re-reads the TOC file per call)."""
+        return self.ix.schema
+
     def searcher(self) -> Any:
         """This thread's searcher (Whoosh searchers are not thread-safe; opening one costs ~15 ms)."""
         searcher = getattr(self.local, "searcher", None)
@@ -86,7 +92,8 @@ class Generation:
 
     def parse(self, text: str) -> Any:
         """Whoosh's parser over the searchable fields; None for an empty query."""
-        return MultifieldParser(list(SEARCH_FIELDS), schema=self.ix.schema).parse(text) if text else None
+        # A new parser per call: cheap, and nothing is shared between threads.
+        return MultifieldParser(list(SEARCH_FIELDS), schema=self.schema).parse(text) if text else None
 
     def match(self, node: Any) -> Mask:
         """Documents matching a parsed query, as a boolean mask over document numbers.
@@ -164,7 +171,7 @@ class Generation:
         """Up to two fragments of `text` with the query's words marked."""
         if not terms or not text:
             return ()
-        analyzer = self.ix.schema["text"].analyzer
+        analyzer = self.schema["text"].analyzer
         marked = highlight.highlight(text, terms, analyzer, FRAGMENTER, _SegmentFormatter(), top=2)
         return _segments(marked) if marked else ()
 
