@@ -255,6 +255,12 @@ class StudyLink:
     note: str | None = None
 
 
+def linked_ids(counted: tuple[StudyLink, ...], candidates: tuple[str, ...]) -> tuple[str, ...]:
+    """Every linked study id: counted by the source first, then the curator's candidates."""
+    ids = tuple(link.study for link in counted)
+    return ids + tuple(s for s in candidates if s not in ids)
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """What a guideline concludes for an indication and a protocol, with its published level."""
@@ -288,9 +294,7 @@ class Recommendation:
 
     @property
     def linked_studies(self) -> tuple[str, ...]:
-        """Every linked study id: counted by the source first, then the curator's candidates."""
-        counted = tuple(link.study for link in self.counted_studies)
-        return counted + tuple(s for s in self.candidate_studies if s not in counted)
+        return linked_ids(self.counted_studies, self.candidate_studies)
 
 
 @dataclass(frozen=True)
@@ -408,8 +412,7 @@ class Verdict:
 
     @property
     def linked_studies(self) -> tuple[str, ...]:
-        counted = tuple(link.study for link in self.counted_studies)
-        return counted + tuple(s for s in self.candidate_studies if s not in counted)
+        return linked_ids(self.counted_studies, self.candidate_studies)
 
 
 @dataclass(frozen=True)

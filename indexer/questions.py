@@ -122,6 +122,11 @@ def _source_key(record: Recommendation | Verdict) -> str:
     return record.guideline if isinstance(record, Recommendation) else record.source_reference
 
 
+def _short_source(kb: KB, record: Recommendation | Verdict) -> str:
+    ref = kb.reference(_source_key(record))
+    return ref.short if ref else _source_key(record)
+
+
 def _year(kb: KB, record: Recommendation | Verdict) -> int | None:
     ref = kb.reference(_source_key(record))
     return ref.year if ref else None
@@ -243,8 +248,7 @@ def studies_on(kb: KB, question: Question, shown: list[Recommendation | Verdict]
     """Studies linked by the verdicts shown, that fit the question, each with its links."""
     links: dict[str, list[dict[str, Any]]] = {}
     for record in shown:
-        source = kb.reference(_source_key(record))
-        who = source.short if source else _source_key(record)
+        who = _short_source(kb, record)
         for link in record.counted_studies:
             links.setdefault(link.study, []).append(
                 {"verdict": record.id, "source": who, "kind": "counted", "location": link.location}
@@ -258,7 +262,7 @@ def studies_on(kb: KB, question: Question, shown: list[Recommendation | Verdict]
             {"verdict": question.id, "source": "this question", "kind": "candidate", "location": None}
         )
     target = _as_recommendation(question)
-    cutoffs = [(v["source"]["short"], v["search_cutoff"]) for v in map(lambda r: verdict_view(kb, r), shown)]
+    cutoffs = [(_short_source(kb, r), r.search_cutoff) for r in shown]
     out = []
     for sid, how in links.items():
         study = kb.studies.get(sid)
