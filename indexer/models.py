@@ -240,10 +240,19 @@ class Study:
     source: Source
     verification: str
     notes: str | None = None
+    not_stated: tuple[str, ...] = ()
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def line_of(self, name: str) -> int:
         return self.lines.get(name, self.line)
+
+    def stated_value(self, name: str) -> object:
+        """The recorded value of a `not_stated` name: a study field, `patients.x`, or each arm's."""
+        if name.startswith("patients."):
+            return getattr(self, "patients_" + name.partition(".")[2])
+        if hasattr(self, name):
+            return getattr(self, name)
+        return [getattr(arm, name) for arm in self.arms if getattr(arm, name) not in (None, ())]
 
 
 @dataclass(frozen=True)

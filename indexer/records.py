@@ -174,6 +174,7 @@ def _study(data: dict[str, Any], lines: dict[str, int], shown: str) -> Study:
         source=_source(data["source"]),
         verification=data["verification"],
         notes=data.get("notes"),
+        not_stated=tuple(data.get("not_stated") or ()),
         lines=dict(lines),
     )
 

@@ -33,6 +33,37 @@ def check(
             problems += _recommendation_problems(record)
         if isinstance(record, Verdict):
             problems += _grade_problems(record, scales, unreadable)
+        if isinstance(record, Study):
+            problems += _not_stated_problems(record)
+    return problems
+
+
+def _not_stated_problems(study: Study) -> list[Problem]:
+    """A fact said to be absent from the source must be empty, and the source must have been read."""
+    problems = []
+    for name in study.not_stated:
+        if study.stated_value(name) not in (None, (), []):
+            problems.append(
+                Problem(
+                    study.path,
+                    study.line_of("not_stated"),
+                    study.id,
+                    "not_stated",
+                    f"'{name}' is listed as not stated in the source but has a value",
+                    f"remove '{name}' from not_stated, or set it to null",
+                )
+            )
+    if study.not_stated and study.verification == "as-cited":
+        problems.append(
+            Problem(
+                study.path,
+                study.line_of("not_stated"),
+                study.id,
+                "not_stated",
+                "an as-cited study's source was not read, so nothing can be said to be absent from it",
+                "remove not_stated, or read the source and set verification",
+            )
+        )
     return problems
 
 

@@ -320,3 +320,36 @@ def test_source_url_must_be_http(tmp_path: Path) -> None:
         "kb/studies/alpha2010test.yaml:28: alpha2010test: source.url: "
         "'javascript:alert(1)' is not an http(s) address (write the full https:// address)"
     ]
+
+
+def test_not_stated_is_checked_against_the_record(tmp_path: Path) -> None:
+    """A fact said to be absent from the source must be empty, and the source must have been read."""
+    import shutil
+
+    root = tmp_path / "kb"
+    shutil.copytree(BROKEN.parent / "kb", root)
+    study = root / "kb" / "studies" / "alpha2010test.yaml"
+    text = study.read_text()
+    study.write_text(
+        text.replace(
+            "verification: abstract\n", "verification: abstract\nnot_stated: [intensity, pulses_per_session]\n"
+        )
+    )
+    assert pipeline.load(Settings.for_root(root)).problems == []
+    study.write_text(
+        text.replace(
+            "verification: abstract\n", "verification: abstract\nnot_stated: [randomised, sessions]\n"
+        )
+    )
+    problems = [str(p) for p in pipeline.load(Settings.for_root(root)).problems]
+    assert problems == [
+        "kb/studies/alpha2010test.yaml:30: alpha2010test: not_stated: 'randomised' is listed as not stated in the "
+        "source but has a value (remove 'randomised' from not_stated, or set it to null)",
+        "kb/studies/alpha2010test.yaml:30: alpha2010test: not_stated: 'sessions' is listed as not stated in the "
+        "source but has a value (remove 'sessions' from not_stated, or set it to null)",
+    ]
+    study.write_text(
+        text.replace("verification: abstract\n", "verification: as-cited\nnot_stated: [intensity]\n")
+    )
+    problems = [str(p) for p in pipeline.load(Settings.for_root(root)).problems]
+    assert len(problems) == 1 and "as-cited" in problems[0], problems

@@ -43,6 +43,36 @@ def test_a_result_is_never_positive_without_a_control(kb: pipeline.KB) -> None:
             assert all(arm.result != "positive" for arm in study.arms), study.id
 
 
+_ABSENCE_CLAIM = re.compile(
+    r"not (stated|named|given|described|reported|mentioned|in the)|does not say", re.I
+)
+
+
+def test_absence_of_randomisation_is_data_not_a_comment() -> None:
+    """'Not stated in the abstract' was once false for 13 studies; the claim now lives in not_stated.
+
+    A YAML comment never reaches the page, the API or an export, so it can neither be seen nor
+    checked; `not_stated` is validated (the field must be empty, the source must have been read).
+    """
+    for path in sorted((PROJECT / "kb" / "studies").glob("*.yaml")):
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            field, _, comment = line.partition("#")
+            if re.match(r"\s*randomised:\s*null\s*$", field):
+                assert not _ABSENCE_CLAIM.search(comment), (
+                    f"{path.name}:{number}: use not_stated: [randomised]"
+                )
+
+
+def test_a_study_whose_source_was_not_read_claims_nothing_absent(kb: pipeline.KB) -> None:
+    for study in kb.studies.values():
+        if study.randomised is None and "randomised" in study.not_stated:
+            assert study.verification in ("abstract", "full-text", "secondary"), study.id
+        if study.design.endswith("-rct"):  # the label claims randomisation: a source must state it
+            assert study.randomised is True, (study.id, study.design)
+        if study.design == "controlled-non-randomised":  # the label claims allocation was not random
+            assert study.randomised is False, (study.id, study.design)
+
+
 def test_the_readme_counts_are_current(kb: pipeline.KB) -> None:
     readme = (PROJECT / "README.md").read_text("utf-8")
     line = re.search(r"The bundled knowledge base holds (.+?)\.\n", readme)
