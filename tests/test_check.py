@@ -332,7 +332,8 @@ def test_not_stated_is_checked_against_the_record(tmp_path: Path) -> None:
     text = study.read_text()
     study.write_text(
         text.replace(
-            "verification: abstract\n", "verification: abstract\nnot_stated: [intensity, pulses_per_session]\n"
+            "verification: abstract\n",
+            "verification: abstract\nnot_stated: [intensity, pulses_per_session]\n",
         )
     )
     assert pipeline.load(Settings.for_root(root)).problems == []
@@ -342,11 +343,12 @@ def test_not_stated_is_checked_against_the_record(tmp_path: Path) -> None:
         )
     )
     problems = [str(p) for p in pipeline.load(Settings.for_root(root)).problems]
+    where = "kb/studies/alpha2010test.yaml:30: alpha2010test: not_stated: "
     assert problems == [
-        "kb/studies/alpha2010test.yaml:30: alpha2010test: not_stated: 'randomised' is listed as not stated in the "
-        "source but has a value (remove 'randomised' from not_stated, or set it to null)",
-        "kb/studies/alpha2010test.yaml:30: alpha2010test: not_stated: 'sessions' is listed as not stated in the "
-        "source but has a value (remove 'sessions' from not_stated, or set it to null)",
+        f"{where}'randomised' is listed as not stated in the source but has a value "
+        "(remove 'randomised' from not_stated, or set it to null)",
+        f"{where}'sessions' is listed as not stated in the source but has a value "
+        "(remove 'sessions' from not_stated, or set it to null)",
     ]
     study.write_text(
         text.replace("verification: abstract\n", "verification: as-cited\nnot_stated: [intensity]\n")
