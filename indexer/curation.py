@@ -4,30 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from . import yamlio
+from .errors import ProblemsFound
 from .fsio import write_under_lock
+from .models import Problem
 
 NOT_DUPLICATES = Path("curation") / "not-duplicates.yaml"
 ALIASES = Path("curation") / "key-aliases.yaml"
 
 
-def read_aliases(kb_dir: Path) -> dict[str, str]:
-    """Old BibTeX key -> current key, for keys renamed with `tmskb rekey`."""
-    path = kb_dir / ALIASES
+def _read(kb_dir: Path, name: Path) -> dict[str, Any]:
+    """A curation file through the same guarded reader as records (no aliases, bounded nesting)."""
+    path = kb_dir / name
     if not path.is_file():
         return {}
-    data = yaml.safe_load(path.read_text("utf-8")) or {}
+    try:
+        data = yamlio.load(path.read_text("utf-8")).data or {}
+    except yamlio.YamlError as exc:
+        problem = Problem(f"kb/{name.as_posix()}", exc.line, path.stem, "", exc.reason, "fix the YAML syntax")
+        raise ProblemsFound([problem]) from None
+    if not isinstance(data, dict):
+        shown = f"kb/{name.as_posix()}"
+        raise ProblemsFound([Problem(shown, 1, path.stem, "", "expected a mapping at the top level")])
+    return data
+
+
+def read_aliases(kb_dir: Path) -> dict[str, str]:
+    """Old BibTeX key -> current key, for keys renamed with `tmskb rekey`."""
+    data = _read(kb_dir, ALIASES)
     return {str(k): str(v) for k, v in (data.get("aliases") or {}).items()}
 
 
 def read_not_duplicates(kb_dir: Path) -> set[tuple[str, str]]:
     """(candidate identity, existing key) pairs declared different papers."""
-    path = kb_dir / NOT_DUPLICATES
-    if not path.is_file():
-        return set()
-    data = yaml.safe_load(path.read_text("utf-8")) or {}
+    data = _read(kb_dir, NOT_DUPLICATES)
     return {(str(p["new"]), str(p["existing"])) for p in data.get("pairs", [])}
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -483,12 +485,44 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+# Spreadsheet safety (OWASP "CSV Injection"; ASVS 1.2.10 adds NUL). A spreadsheet reads a cell
+# as a formula when it starts with = + - or @; some importers trim leading spaces first, and a
+# leading tab, CR or NUL is listed too. The usual fix (an apostrophe before every such cell)
+# would turn the number -0.22 into the text '-0.22, so plain numbers are left alone.
+FORMULA_STARTS = ("=", "+", "-", "@")
+CONTROL_STARTS = ("\t", "\r", "\0")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_RISKY_FIRST = frozenset(FORMULA_STARTS + CONTROL_STARTS)
+
+
+def formula_like(text: str) -> bool:
+    """True if a spreadsheet could evaluate `text`: a leading tab, CR or NUL, or = + - @ as its
+    first character after any leading whitespace, unless it is a plain number ("-0.22")."""
+    first = text[:1]
+    if not first or (first not in _RISKY_FIRST and not first.isspace()):
+        return False  # the common case, decided by the first character
+    if first in CONTROL_STARTS:
+        return True
+    stripped = text.strip()
+    return stripped[:1] in FORMULA_STARTS and not _PLAIN_NUMBER.fullmatch(stripped)
+
+
+def spreadsheet_cell(value: Any) -> str:
+    """cell(value) for CSV and TSV: text that formula_like() flags gets a leading apostrophe
+    ("'=1+2"); numbers (int, float) and plain numbers written as text are unchanged."""
+    text = cell(value)
+    first = text[:1]
+    if not first or (first not in _RISKY_FIRST and not first.isspace()):  # most cells: one test
+        return text
+    return "'" + text if formula_like(text) and not isinstance(value, int | float) else text
+
+
 def _csv(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(cols)
     for n, record in enumerate(records, start=1):
-        writer.writerow([cell(record[c]) for c in cols])
+        writer.writerow([spreadsheet_cell(record[c]) for c in cols])
         if n % 200 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -497,7 +531,10 @@ def _csv(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -
 
 
 def _tsv_cell(value: Any) -> str:
-    return cell(value).replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+    if isinstance(value, int | float):
+        return cell(value)
+    text = cell(value).replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+    return spreadsheet_cell(text)
 
 
 def _tsv(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[str]:
@@ -564,12 +601,29 @@ def _latex(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str)
 
 def _xlsx(records: Iterable[dict[str, Any]], cols: tuple[str, ...], table: str) -> Iterator[bytes]:
     from openpyxl import Workbook  # optional extra, checked by check()
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(table)
+
+    def typed(value: Any) -> Any:
+        """A number as a number cell; text as a string cell, never a formula or an error value."""
+        if isinstance(value, int | float) and (isinstance(value, bool) or math.isfinite(value)):
+            return value
+        # Control characters cannot be stored in the XML (openpyxl raises); show them as U+FFFD.
+        text = ILLEGAL_CHARACTERS_RE.sub("\ufffd", cell(value))
+        if not formula_like(text) and text not in ERROR_CODES:
+            return text
+        # openpyxl stores any str starting with '=' as a formula and '#N/A' & co. as error values.
+        stored = WriteOnlyCell(sheet, text)
+        stored.data_type = "s"
+        stored.quotePrefix = True  # Excel's "text" mark: the value stays text when the cell is edited
+        return stored
+
     sheet.append(list(cols))
     for record in records:
-        sheet.append([record[c] if isinstance(record[c], int) else cell(record[c]) for c in cols])
+        sheet.append([typed(record[c]) for c in cols])
     with tempfile.TemporaryFile() as tmp:  # openpyxl writes a zip; stream it back in chunks
         workbook.save(tmp)
         tmp.seek(0)

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import grading
 from .bib import parse_bib
 from .curation import read_aliases
+from .errors import ProblemsFound
 from .models import Knowledge, Problem, Question, Recommendation, Record, Reference, Scale, Study, Verdict
 from .records import parse_records, record_files
 from .rulesets import RuleSet, load_rulesets
@@ -94,7 +95,11 @@ def load(settings: Settings, ruleset_id: str | None = None) -> KB:
     problems += found
     records, found, unreadable = parse_records(kb_dir, settings.root)
     problems += found
-    aliases = read_aliases(kb_dir)
+    try:
+        aliases = read_aliases(kb_dir)
+    except ProblemsFound as exc:  # a damaged curation file is one more problem, not a crash
+        aliases = {}
+        problems += exc.problems
     problems += check(references, records, vocab, unreadable, aliases)
     kb = KB(settings, references, records, vocab, rulesets, sorted(set(problems)), aliases=aliases)
     kb.ruleset = choose_ruleset(rulesets, ruleset_id)

@@ -2,6 +2,11 @@
 
 PyYAML's C composer gives node marks; we turn nodes into plain Python values and keep
 a side table of lines keyed by the path to each value ("arms.0.target").
+
+Aliases are refused and nesting is bounded (docs/kb-format.md). An alias is a shared node, and
+turning shared nodes into values copies them: nine lines of nested aliases ("billion laughs")
+made `tmskb check` run for minutes and use gigabytes. Deep nesting overflowed Python's
+recursion limit (about 900 levels) and, past some 30,000, libyaml's C stack (a segfault).
 """
 
 from __future__ import annotations
@@ -18,6 +23,14 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
 _constructor = yaml.SafeLoader("")  # only used to resolve scalar tags to Python values
+
+MAX_DEPTH = 32  # nested mappings and lists; the deepest KB file (a rule set) has 6
+# libyaml's composer recurses once per level and crashed between 20,000 and 40,000 levels. Each
+# level takes at least one character, so a text up to this long is safe to compose and is
+# checked while converting; a longer one (or one with a '*', which every alias starts with) has
+# its events checked first. KB records are about 1-3 KB, so this costs nothing in a build.
+_SCAN_ABOVE = 4096
+_DEPTH_REASON = f"mappings and lists are nested more than {MAX_DEPTH} levels deep"
 
 
 @dataclass
@@ -46,8 +59,10 @@ class YamlError(Exception):
 
 
 def load(text: str) -> Located:
-    """Parse one YAML document; raise YamlError on syntax errors or duplicate keys."""
+    """Parse one YAML document; raise YamlError on syntax errors, duplicate keys, aliases, deep nesting."""
     try:
+        if "*" in text or len(text) > _SCAN_ABOVE:
+            _check_events(text)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -58,12 +73,33 @@ def load(text: str) -> Located:
         raise YamlError(1, f"YAML error: {exc}") from None
     located = Located(None)
     if node is not None:
-        located.data = _convert(node, "", located.lines)
+        located.data = _convert(node, "", located.lines, 1)
     return located
 
 
-def _convert(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
+def _check_events(text: str) -> None:
+    """Raise YamlError at the first alias or the first collection nested past MAX_DEPTH."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):  # libyaml's parser keeps its own stack
+        if isinstance(event, yaml.AliasEvent):
+            reason = f"YAML aliases are not allowed (found '*{event.anchor}'); write the value out in full"
+            raise YamlError(_event_line(event), reason)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlError(_event_line(event), _DEPTH_REASON)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _event_line(event: yaml.Event) -> int:
+    return event.start_mark.line + 1 if event.start_mark else 1
+
+
+def _convert(node: yaml.Node, path: str, lines: dict[str, int], depth: int) -> Any:
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.CollectionNode) and depth > MAX_DEPTH:
+        raise YamlError(node.start_mark.line + 1, _DEPTH_REASON)
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -71,11 +107,14 @@ def _convert(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
             child = f"{path}.{key}" if path else key
             if key in result:
                 raise YamlError(key_node.start_mark.line + 1, f"duplicate key '{key}'")
-            result[key] = _convert(value_node, child, lines)
+            result[key] = _convert(value_node, child, lines, depth + 1)
             lines[child] = key_node.start_mark.line + 1
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, f"{path}.{i}" if path else str(i), lines) for i, item in enumerate(node.value)]
+        return [
+            _convert(item, f"{path}.{i}" if path else str(i), lines, depth + 1)
+            for i, item in enumerate(node.value)
+        ]
     return _scalar(node)
 
 
