@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from . import grading, questions
+from . import dose, grading, questions
 from . import index as idx
 from .fields import FACETS, REFERENCE_PREFIX, reference_id
 from .grading import ClassResult
@@ -267,6 +267,9 @@ def _study_doc(
     who = ref.short if ref else study.reference
     title = f"{who}: {_what(protocol_labels, target_labels)} in {', '.join(conditions)}"
     freqs = [f"{a.frequency_hz:g} Hz" for a in arms if a.frequency_hz is not None]
+    targeting = tuple(
+        dict.fromkeys(str(dose.arm_value(a, "targeting")) for a in arms if dose.arm_value(a, "targeting"))
+    )
     grade = kb.classes.get(study.id)
     body = [
         study.outcome_measure or "",
@@ -278,6 +281,7 @@ def _study_doc(
         *(_names(kb, "protocols", protocols)),
         *(_names(kb, "sides", sides)),
         *(_names(kb, "coils", coils)),
+        *(_names(kb, "targeting", targeting)),
         ref.title if ref else "",
     ]
     doc = _base(study.id, "study", title, study.summary, ref.year if ref else None, study.verification, body)
@@ -298,11 +302,13 @@ def _study_doc(
             + _concepts(kb, "protocol", protocols)
             + list(sides)
             + list(coils)
+            + _concepts(kb, "targeting", targeting)
             + [study.design],
         }
     )
     doc["data"] = {
         "record": _record_fields(study),
+        "dose": dose.study_dose(study),
         "reference": _citation(ref),
         "class": _class_data(grade),
         "labels": {

@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import dose
 from .errors import QueryError
-from .models import CLASSES, DIRECTIONS, LEVEL_BOUNDS, LEVELS, Verification, class_rank, level_rank
+from .models import CLASSES, DIRECTIONS, LEVEL_BOUNDS, LEVELS, Study, Verification, class_rank, level_rank
 
 if TYPE_CHECKING:
     from .vocab import Vocabularies
@@ -145,6 +146,71 @@ LEVEL_FACET_LABELS = {
     **{b: f"Below Level {b[-1]}" for b in LEVEL_BOUNDS},
 }
 
+
+def _sessions(record: Any, kb: Any) -> list[str]:
+    """Each arm's sessions bin, or why it has none (not reported in the source / not recorded)."""
+    if not isinstance(record, Study):
+        return []
+    out = []
+    for arm in record.arms:
+        state = dose.state(record, arm, "sessions")
+        out.append(dose.sessions_bin(arm.sessions) or state)
+    return list(dict.fromkeys(v for v in out if v != dose.NOT_APPLICABLE))
+
+
+def _navigated(record: Any, kb: Any) -> list[str]:
+    if not isinstance(record, Study):
+        return []
+    out = []
+    for arm in record.arms:
+        nav = dose.navigated(arm)
+        out.append("yes" if nav else "no" if nav is False else dose.state(record, arm, "targeting"))
+    return list(dict.fromkeys(out))
+
+
+def _completeness(record: Any, kb: Any) -> list[str]:
+    return [dose.completeness(record).bin] if isinstance(record, Study) else []
+
+
+_UNKNOWN_LABELS = {dose.NOT_REPORTED: "Not reported in the source", dose.NOT_RECORDED: "Not recorded"}
+SESSION_VALUES = (*dose.SESSION_BINS, dose.NOT_REPORTED, dose.NOT_RECORDED)
+NAVIGATED_VALUES = ("yes", "no", dose.NOT_REPORTED, dose.NOT_RECORDED)
+DOSE_FACETS: tuple[Facet, ...] = (
+    Facet(
+        "sessions",
+        "Sessions",
+        multi=True,
+        values=SESSION_VALUES,
+        labels={"1": "1 session", "2-5": "2-5 sessions", "6-10": "6-10 sessions", ">10": "More than 10"}
+        | _UNKNOWN_LABELS,
+        order="rank",
+        rank=SESSION_VALUES.index,
+        extract=_sessions,
+        on_evidence=False,
+    ),
+    Facet(
+        "navigated",
+        "Navigated (neuronavigation)",
+        multi=True,
+        values=NAVIGATED_VALUES,
+        labels={"yes": "Navigated", "no": "Not navigated"} | _UNKNOWN_LABELS,
+        order="rank",
+        rank=NAVIGATED_VALUES.index,
+        extract=_navigated,
+        on_evidence=False,
+    ),
+    Facet(
+        "completeness",
+        "Dose reporting completeness",
+        values=dose.COMPLETENESS_BINS,
+        labels={"all": "All core parameters", "under 50%": "Under 50%"},
+        order="rank",
+        rank=dose.COMPLETENESS_BINS.index,
+        extract=_completeness,
+        on_evidence=False,
+    ),
+)
+
 BUILTIN_FACETS: tuple[Facet, ...] = (
     Facet("type", "Record type", values=tuple(TYPE_LABELS), labels=TYPE_LABELS, on_evidence=False),
     Facet(
@@ -182,6 +248,7 @@ BUILTIN_FACETS: tuple[Facet, ...] = (
         values=tuple(v.value for v in Verification),
         labels={v.value: v.label for v in Verification},
     ),
+    *DOSE_FACETS,
 )
 
 

@@ -349,6 +349,16 @@ def arm_result(rec: Recommendation, study: Study, within: Callable[[str, str, st
     return _not_stated(what, opposed if worst == 0 else None)
 
 
+def matching_arms(rec: Recommendation, study: Study, within: Callable[[str, str, str], bool]) -> list[Arm]:
+    """The arms that are, or may be, on `rec`'s protocol and target (those not clearly outside)."""
+    return [
+        arm
+        for arm in study.arms
+        if _fits("protocols", arm.protocol, rec.protocol, within) is not False
+        and _fits("targets", arm.target, rec.target, within) is not False
+    ]
+
+
 def _satisfies(requirement: Mapping[str, int], classes: list[str], nested: bool) -> bool:
     """Whether distinct studies of these classes meet the requirement (class -> count)."""
     pool = sorted(classes, key=CLASS_RANK.__getitem__)

@@ -199,8 +199,11 @@ class Arm:
     intensity: str | None = None
     pulses_per_session: int | None = None
     sessions: int | None = None
+    sessions_per_week: float | None = None
     schedule: str | None = None
+    maintenance: str | None = None
     coil: tuple[str, ...] = ()
+    targeting: str | None = None
     neuronavigation: bool | None = None
     result: str | None = None
     label: str | None = None
@@ -240,14 +243,15 @@ class Study:
     source: Source
     verification: str
     notes: str | None = None
-    not_stated: tuple[str, ...] = ()
+    not_reported: tuple[str, ...] = ()
+    not_applicable: tuple[str, ...] = ()
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def line_of(self, name: str) -> int:
         return self.lines.get(name, self.line)
 
-    def stated_value(self, name: str) -> object:
-        """The recorded value of a `not_stated` name: a study field, `patients.x`, or each arm's."""
+    def recorded_value(self, name: str) -> object:
+        """The recorded value of a `not_reported` name: a study field, `patients.x`, or each arm's."""
         if name.startswith("patients."):
             return getattr(self, "patients_" + name.partition(".")[2])
         if hasattr(self, name):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from . import grading
+from . import dose, grading, pictures
 from .models import (
     Question,
     Recommendation,
@@ -185,7 +185,9 @@ def verdict_view(kb: KB, record: Recommendation | Verdict) -> dict[str, Any]:
             "key": ref.key if ref else _source_key(record),
             "short": ref.short if ref else _source_key(record),
             "title": ref.title if ref else "",
+            "venue": ref.venue if ref else "",
             "year": ref.year if ref else None,
+            "doi": ref.doi if ref else None,
             "verification": ref.verification if ref else None,
         },
         "kind": kind,
@@ -274,10 +276,18 @@ def studies_on(kb: KB, question: Question, shown: list[Recommendation | Verdict]
         ref = kb.reference(study.reference)
         year = ref.year if ref else None
         cls = kb.classes.get(sid)
+        arms = grading.matching_arms(target, study, kb.within) or list(study.arms)
         out.append(
             {
                 "id": sid,
                 "short": ref.short if ref else sid,
+                "dose": [dose.arm_dose(study, arm) for arm in arms],
+                "reference": {
+                    "title": ref.title if ref else "",
+                    "venue": ref.venue if ref else "",
+                    "doi": ref.doi if ref else None,
+                },
+                "completeness": dose.study_dose(study)["completeness"],
                 "year": year,
                 "group": group,
                 "result": note[0] if note else result,
@@ -363,7 +373,112 @@ def question_view(kb: KB, question: Question) -> dict[str, Any]:
             for g in GROUPS
         ],
         "computed": computed_level(kb, question, studies),
+        "dose_plot": pictures.dose_plot(studies),
+        "comparison_columns": [{"key": k, "label": label} for k, label in COMPARISON_COLUMNS.items()],
     }
+
+
+# The studies side by side on a question page: column key -> heading. Sorting reads the first
+# matching arm's value; empty values sort last either way.
+COMPARISON_COLUMNS = {
+    "study": "Study",
+    "group": "Direction",
+    "n": "Patients (n)",
+    "class": "Class",
+    "frequency": "Frequency (Hz)",
+    "intensity": "Intensity",
+    "pulses": "Pulses/session",
+    "sessions": "Sessions",
+    "total": "Total pulses",
+    "navigation": "Navigation",
+    "coil": "Coil",
+    "result": "Result",
+}
+
+
+def _sort_value(study: dict[str, Any], column: str) -> Any:
+    arm = (study.get("dose") or [{}])[0]
+    if column == "study":
+        return (study["short"].lower(), study.get("year") or 0)
+    if column == "group":
+        return GROUPS.index(study["group"])
+    if column == "n":
+        return study.get("patients_total")
+    if column == "class":
+        return (study.get("class") or {}).get("rank")
+    values = {
+        "frequency": arm.get("frequency_hz"),
+        "intensity": arm.get("intensity_percent"),
+        "pulses": arm.get("pulses_per_session"),
+        "sessions": arm.get("sessions"),
+        "total": arm.get("total_pulses"),
+        "navigation": None if arm.get("navigated") is None else not arm.get("navigated"),
+        "coil": ",".join(arm.get("coil") or []) or None,
+        "result": study.get("result"),
+    }
+    return values.get(column)
+
+
+def sort_comparison(
+    studies: list[dict[str, Any]], column: str, descending: bool = False
+) -> list[dict[str, Any]]:
+    """The comparison table in the order a column header asks for; unknown columns keep the order."""
+    if column not in COMPARISON_COLUMNS:
+        return list(studies)
+    known = [s for s in studies if _sort_value(s, column) is not None]
+    unknown = [s for s in studies if _sort_value(s, column) is None]
+    return sorted(known, key=lambda s: _sort_value(s, column), reverse=descending) + unknown
+
+
+def evidence_map_view(kb: KB) -> dict[str, Any]:
+    """Conditions x interventions: each cell a question with its sources' verdicts and its studies."""
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    rows: dict[str, str] = {}
+    columns: dict[str, str] = {}
+    for question in sorted(kb.questions.values(), key=lambda q: q.id):
+        row = kb.vocab.label("indications", question.condition)
+        column = _intervention_label(kb, question)
+        rows[question.condition] = row
+        columns[column] = column
+        view_verdicts = [verdict_view(kb, r) for r in verdicts_on(kb, question.id)]
+        cells.setdefault((question.condition, column), []).append(
+            {
+                "question": question.id,
+                "title": question.title,
+                "verdicts": [
+                    {
+                        "source": v["source"]["short"],
+                        "grades": [g["label"] for g in v["grades"]] or ["grade not read"],
+                    }
+                    for v in view_verdicts
+                ],
+                "studies": len(studies_on(kb, question, list(verdicts_on(kb, question.id)))),
+            }
+        )
+    row_list = [{"id": k, "label": v} for k, v in sorted(rows.items(), key=lambda kv: kv[1])]
+    column_list = [{"id": c, "label": c} for c in sorted(columns)]
+    grid = pictures.evidence_map(row_list, column_list)
+    grid["cells"] = [
+        {
+            "row": r["id"],
+            "column": c["id"],
+            "x": c["x"],
+            "y": r["y"],
+            "questions": cells[(r["id"], c["id"])],
+        }
+        for r in grid["rows"]
+        for c in grid["columns"]
+        if (r["id"], c["id"]) in cells
+    ]
+    return grid
+
+
+def _intervention_label(kb: KB, question: Question) -> str:
+    """'HF-rTMS · M1', 'LF-rTMS · DLPFC', 'rTMS · any target': short, for the map's columns."""
+    what = question.intervention
+    protocols = "/".join(kb.vocab.short_label("protocols", p) for p in what.protocol) or "rTMS"
+    targets = "/".join(kb.vocab.short_label("targets", t) for t in what.target) or "any target"
+    return f"{protocols} · {targets}"
 
 
 def best_rank(kb: KB, question: Question) -> int:

@@ -140,8 +140,11 @@ def _arm(data: dict[str, Any]) -> Arm:
         intensity=data.get("intensity"),
         pulses_per_session=data.get("pulses_per_session"),
         sessions=data.get("sessions"),
+        sessions_per_week=data.get("sessions_per_week"),
         schedule=data.get("schedule"),
+        maintenance=data.get("maintenance"),
         coil=ids(data.get("coil")),
+        targeting=data.get("targeting"),
         neuronavigation=data.get("neuronavigation"),
         result=data.get("result"),
         label=data.get("label"),
@@ -174,7 +177,8 @@ def _study(data: dict[str, Any], lines: dict[str, int], shown: str) -> Study:
         source=_source(data["source"]),
         verification=data["verification"],
         notes=data.get("notes"),
-        not_stated=tuple(data.get("not_stated") or ()),
+        not_reported=tuple(data.get("not_reported") or ()),
+        not_applicable=tuple(data.get("not_applicable") or ()),
         lines=dict(lines),
     )
 

@@ -34,36 +34,65 @@ def check(
         if isinstance(record, Verdict):
             problems += _grade_problems(record, scales, unreadable)
         if isinstance(record, Study):
-            problems += _not_stated_problems(record)
+            problems += _absence_problems(record)
     return problems
 
 
-def _not_stated_problems(study: Study) -> list[Problem]:
-    """A fact said to be absent from the source must be empty, and the source must have been read."""
+def _absence_problems(study: Study) -> list[Problem]:
+    """Facts said to be unreported or not applicable must be empty; unreported needs a read source."""
     problems = []
-    for name in study.not_stated:
-        if study.stated_value(name) not in (None, (), []):
-            problems.append(
-                Problem(
-                    study.path,
-                    study.line_of("not_stated"),
-                    study.id,
-                    "not_stated",
-                    f"'{name}' is listed as not stated in the source but has a value",
-                    f"remove '{name}' from not_stated, or set it to null",
+    for listing in ("not_reported", "not_applicable"):
+        names: tuple[str, ...] = getattr(study, listing)
+        what = "not reported in the source" if listing == "not_reported" else "not applicable"
+        for name in names:
+            if study.recorded_value(name) not in (None, (), []):
+                problems.append(
+                    Problem(
+                        study.path,
+                        study.line_of(listing),
+                        study.id,
+                        listing,
+                        f"'{name}' is listed as {what} but has a value",
+                        f"remove '{name}' from {listing}, or set it to null",
+                    )
                 )
-            )
-    if study.not_stated and study.verification == "as-cited":
+    both = sorted(set(study.not_reported) & set(study.not_applicable))
+    if both:
         problems.append(
             Problem(
                 study.path,
-                study.line_of("not_stated"),
+                study.line_of("not_applicable"),
                 study.id,
-                "not_stated",
-                "an as-cited study's source was not read, so nothing can be said to be absent from it",
-                "remove not_stated, or read the source and set verification",
+                "not_applicable",
+                f"{', '.join(both)} cannot be both not reported and not applicable",
+                "keep each name in one list",
             )
         )
+    if study.not_reported and study.verification == "as-cited":
+        problems.append(
+            Problem(
+                study.path,
+                study.line_of("not_reported"),
+                study.id,
+                "not_reported",
+                "an as-cited study's source was not read, so nothing can be said to be absent from it",
+                "remove not_reported, or read the source and set verification",
+            )
+        )
+    for number, arm in enumerate(study.arms):
+        navigated = arm.targeting in ("navigated", "image-guided", "robotic")
+        if arm.targeting is not None and arm.neuronavigation is not None and navigated != arm.neuronavigation:
+            problems.append(
+                Problem(
+                    study.path,
+                    study.line_of(f"arms.{number}.targeting"),
+                    study.id,
+                    f"arms.{number}.targeting",
+                    f"targeting '{arm.targeting}' contradicts "
+                    f"neuronavigation: {str(arm.neuronavigation).lower()}",
+                    "navigated, image-guided and robotic are navigated; landmark and hotspot are not",
+                )
+            )
     return problems
 
 
@@ -137,6 +166,8 @@ def _vocab_fields(record: Record) -> Iterator[tuple[str, str, tuple[str, ...]]]:
         for i, arm in enumerate(record.arms):
             for name in ("target", "side", "protocol", "coil"):
                 yield f"arms.{i}.{name}", FIELD_VOCABULARY[name], getattr(arm, name)
+            if arm.targeting:
+                yield f"arms.{i}.targeting", "targeting", (arm.targeting,)
     elif isinstance(record, Recommendation):
         yield "indication", "indications", (record.indication,)
         if record.outcome_domain:

@@ -20,6 +20,7 @@ FIELD_VOCABULARY = {
     "coil": "coils",
     "design": "designs",
     "outcome_domain": "outcomes",
+    "targeting": "targeting",
 }
 
 

@@ -322,7 +322,7 @@ def test_source_url_must_be_http(tmp_path: Path) -> None:
     ]
 
 
-def test_not_stated_is_checked_against_the_record(tmp_path: Path) -> None:
+def test_not_reported_is_checked_against_the_record(tmp_path: Path) -> None:
     """A fact said to be absent from the source must be empty, and the source must have been read."""
     import shutil
 
@@ -333,25 +333,46 @@ def test_not_stated_is_checked_against_the_record(tmp_path: Path) -> None:
     study.write_text(
         text.replace(
             "verification: abstract\n",
-            "verification: abstract\nnot_stated: [intensity, pulses_per_session]\n",
+            "verification: abstract\nnot_reported: [intensity, pulses_per_session]\n",
         )
     )
     assert pipeline.load(Settings.for_root(root)).problems == []
     study.write_text(
         text.replace(
-            "verification: abstract\n", "verification: abstract\nnot_stated: [randomised, sessions]\n"
+            "verification: abstract\n", "verification: abstract\nnot_reported: [randomised, sessions]\n"
         )
     )
     problems = [str(p) for p in pipeline.load(Settings.for_root(root)).problems]
-    where = "kb/studies/alpha2010test.yaml:30: alpha2010test: not_stated: "
+    where = "kb/studies/alpha2010test.yaml:30: alpha2010test: not_reported: "
     assert problems == [
-        f"{where}'randomised' is listed as not stated in the source but has a value "
-        "(remove 'randomised' from not_stated, or set it to null)",
-        f"{where}'sessions' is listed as not stated in the source but has a value "
-        "(remove 'sessions' from not_stated, or set it to null)",
+        f"{where}'randomised' is listed as not reported in the source but has a value "
+        "(remove 'randomised' from not_reported, or set it to null)",
+        f"{where}'sessions' is listed as not reported in the source but has a value "
+        "(remove 'sessions' from not_reported, or set it to null)",
     ]
     study.write_text(
-        text.replace("verification: abstract\n", "verification: as-cited\nnot_stated: [intensity]\n")
+        text.replace("verification: abstract\n", "verification: as-cited\nnot_reported: [intensity]\n")
     )
     problems = [str(p) for p in pipeline.load(Settings.for_root(root)).problems]
     assert len(problems) == 1 and "as-cited" in problems[0], problems
+
+
+def test_not_applicable_and_targeting_are_checked(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "kb"
+    shutil.copytree(BROKEN.parent / "kb", root)
+    study = root / "kb" / "studies" / "alpha2010test.yaml"
+    text = study.read_text()
+    study.write_text(
+        text.replace("verification: abstract\n", "verification: abstract\nnot_applicable: [sham_type]\n")
+    )
+    assert pipeline.load(Settings.for_root(root)).problems == []
+    study.write_text(
+        text.replace(
+            "verification: abstract\n", "verification: abstract\nnot_applicable: [sessions]\n"
+        ).replace("    neuronavigation: null\n", "    targeting: landmark\n    neuronavigation: true\n")
+    )
+    problems = [str(p) for p in pipeline.load(Settings.for_root(root)).problems]
+    assert any("'sessions' is listed as not applicable but has a value" in p for p in problems), problems
+    assert any("targeting 'landmark' contradicts neuronavigation: true" in p for p in problems), problems

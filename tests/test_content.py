@@ -49,23 +49,23 @@ _ABSENCE_CLAIM = re.compile(
 
 
 def test_absence_of_randomisation_is_data_not_a_comment() -> None:
-    """'Not stated in the abstract' was once false for 13 studies; the claim now lives in not_stated.
+    """'Not stated in the abstract' was once false for 13 studies; the claim now lives in not_reported.
 
     A YAML comment never reaches the page, the API or an export, so it can neither be seen nor
-    checked; `not_stated` is validated (the field must be empty, the source must have been read).
+    checked; `not_reported` is validated (the field must be empty, the source must have been read).
     """
     for path in sorted((PROJECT / "kb" / "studies").glob("*.yaml")):
         for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
             field, _, comment = line.partition("#")
             if re.match(r"\s*randomised:\s*null\s*$", field):
                 assert not _ABSENCE_CLAIM.search(comment), (
-                    f"{path.name}:{number}: use not_stated: [randomised]"
+                    f"{path.name}:{number}: use not_reported: [randomised]"
                 )
 
 
 def test_a_study_whose_source_was_not_read_claims_nothing_absent(kb: pipeline.KB) -> None:
     for study in kb.studies.values():
-        if study.randomised is None and "randomised" in study.not_stated:
+        if study.randomised is None and "randomised" in study.not_reported:
             assert study.verification in ("abstract", "full-text", "secondary"), study.id
         if study.design.endswith("-rct"):  # the label claims randomisation: a source must state it
             assert study.randomised is True, (study.id, study.design)
