@@ -2,17 +2,30 @@
 
 Existing entries stay byte-for-byte as they were. Every writer of the bibliography (and of the
 files `tmskb add` and `tmskb rekey` change with it) holds `locked(bib_path)`, so concurrent
-writers serialise, and the leftovers of a killed one can be removed before each write.
+writers serialise, and the leftovers of a killed one can be removed before each write. The lock
+sits beside the real file, so knowledge bases sharing one bibliography through symlinks share it.
+Programs that do not take the lock (an editor) are met by `update`: the new bytes are made
+from a snapshot and swapped in only if the file still holds it (fsio.replace_if_unchanged).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import random
 import re
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
-from .fsio import process_lock, write_under_lock
+from .errors import FileChanged, WriteError
+from .fsio import GRACE, Snapshot, process_lock, read_snapshot, real_path, replace_if_unchanged, write_error
 from .importers import Candidate
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+ATTEMPTS = 8
 
 FIELD_ORDER = (
     "author",
@@ -63,9 +76,71 @@ def _bibtex_value(value: str, title: bool) -> str:
     return value
 
 
-def locked(bib_path: Path) -> contextlib.AbstractContextManager[None]:
-    """Exclusive lock beside the bibliography; released by the kernel if the process dies."""
-    return process_lock(bib_path.with_name(bib_path.name + ".lock"))
+@contextlib.contextmanager
+def locked(bib_path: Path) -> Iterator[None]:
+    """Exclusive lock beside the bibliography's real file; released by the kernel if the process dies."""
+    real = real_path(bib_path)
+    lock = real.with_name(real.name + ".lock")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(process_lock(lock))
+        except OSError as exc:
+            raise write_error(lock, exc, "cannot create or lock it") from exc
+        yield
+
+
+def appended(old: bytes, entries: list[str]) -> bytes:
+    """`old` with `entries` after it, separated by one blank line."""
+    separator = b"" if not old or old.endswith(b"\n\n") else (b"\n" if old.endswith(b"\n") else b"\n\n")
+    return old + separator + "\n".join(entries).encode("utf-8")
+
+
+def update(bib_path: Path, change: Callable[[Snapshot, bool], tuple[bytes | None, T]]) -> T:
+    """Apply `change` to the bibliography's current bytes until it lands on unchanged ones.
+
+    `change(snapshot, committed_before)` returns the new bytes (None: write nothing) and a
+    result; before refusing because of what the snapshot holds, it should call `settled`. It is
+    called again, on a fresh snapshot, whenever another program changed the file between the
+    read and the swap; `committed_before` then says whether an earlier attempt's bytes were in
+    place before that program replaced them (so the change may be there already).
+    Call under `locked(bib_path)`. Raises WriteError if the file never holds still.
+    """
+    committed = False
+    for attempt in range(ATTEMPTS):
+        try:
+            snapshot = read_snapshot(bib_path)
+            new, result = change(snapshot, committed)
+            if new is not None:
+                replace_if_unchanged(snapshot, new)
+            return result
+        except FileChanged as exc:
+            logger.info("attempt %d: %s", attempt + 1, exc.reason)
+            committed = committed or exc.committed
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+    if committed:  # the last word: our change may have been kept by the other program
+        with contextlib.suppress(FileChanged):
+            new, result = change(read_snapshot(bib_path), committed)
+            if new is None:
+                return result
+    raise WriteError(
+        bib_path,
+        f"another program kept changing it while it was being written ({ATTEMPTS} attempts; an editor "
+        "saving it?)",
+        "Its content is as that program left it"
+        + (": check whether the change is in it" if committed else " and nothing was changed")
+        + "; save and close it in the editor, then run the command again",
+    )
+
+
+def settled(snapshot: Snapshot) -> None:
+    """Raise FileChanged unless the file still holds `snapshot` a moment later.
+
+    For a refusal made from a snapshot: it may be of a file another program was half-way
+    through writing in place (a truncated entry), which that program's next write would show.
+    """
+    time.sleep(GRACE)
+    if read_snapshot(snapshot.path) != snapshot:
+        raise FileChanged(snapshot.path, "changed while it was being checked")
 
 
 def append_entries(bib_path: Path, entries: list[str]) -> bytes:
@@ -73,8 +148,11 @@ def append_entries(bib_path: Path, entries: list[str]) -> bytes:
 
     Call under `locked(bib_path)`.
     """
-    old = bib_path.read_bytes()
-    separator = b"" if not old or old.endswith(b"\n\n") else (b"\n" if old.endswith(b"\n") else b"\n\n")
-    new = old + separator + "\n".join(entries).encode("utf-8")
-    write_under_lock(bib_path, new)
-    return new
+
+    def change(snapshot: Snapshot, committed: bool) -> tuple[bytes | None, bytes]:
+        if committed and "\n".join(entries).encode("utf-8") in snapshot.data:
+            return None, snapshot.data  # an earlier attempt's bytes were kept by the other program
+        new = appended(snapshot.data, entries)
+        return new, new
+
+    return update(bib_path, change)

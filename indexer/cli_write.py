@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .adding import AddReport, add_references
-from .cli_common import INDEX_OPTION, ROOT_OPTION, build, make_settings
+from .adding import AddReport, add_references, refresh_index
+from .cli_common import INDEX_OPTION, ROOT_OPTION, converted, make_settings
 from .models import VERIFICATION_VALUES
 from .skeletons import SKELETONS, skeleton
 
@@ -56,18 +56,32 @@ def add(
     """
     settings = make_settings(root, index_dir)
     inputs = [_read_input(path) for path in files]
-    report = add_references(
-        settings,
-        inputs,
-        fmt=fmt,
-        verification=verification,
-        force=force,
-        not_duplicate=not_duplicate,
-        dry_run=dry_run,
-    )
+    with converted():
+        report = add_references(
+            settings,
+            inputs,
+            fmt=fmt,
+            verification=verification,
+            force=force,
+            not_duplicate=not_duplicate,
+            dry_run=dry_run,
+        )
     _report(report, dry_run)
-    if report.written and not report.indexed:
-        build(settings, quiet=True)
+    if dry_run:
+        return
+    if not report.indexed and report.index_error is None:
+        report.index_error = refresh_index(settings)
+    keys = ", ".join(key for key, _ in report.added)
+    state = "searchable now" if report.indexed else "index refreshed"
+    if report.index_error is None:
+        click.echo(f"Added {len(report.added)} reference(s): {keys} ({state})")
+        return
+    click.echo(f"Added {len(report.added)} reference(s): {keys} (not searchable yet)")
+    raise click.ClickException(
+        f"the index was not updated ({report.index_error}); {keys} "
+        f"{'is' if len(report.added) == 1 else 'are'} in {settings.relative(settings.bib_path)} but "
+        "not searchable until `tmskb index` runs: fix that, then run `tmskb index` (do not add again)"
+    )
 
 
 def _read_input(path: Path) -> tuple[str, str]:
@@ -101,13 +115,10 @@ def _report(report: AddReport, dry_run: bool) -> None:
             err=True,
         )
         sys.exit(1)
-    keys = ", ".join(key for key, _ in report.added)
     if dry_run:
+        keys = ", ".join(key for key, _ in report.added)
         click.echo(f"Would add {len(report.added)} reference(s): {keys}")
         click.echo(report.diff, nl=False)
-        return
-    state = "searchable now" if report.indexed else "index refreshed"
-    click.echo(f"Added {len(report.added)} reference(s): {keys} ({state})")
 
 
 @click.command()
@@ -160,13 +171,18 @@ def rekey(old: str, new: str, root: Path | None, index_dir: Path | None) -> None
 
     settings = make_settings(root, index_dir)
     try:
-        changed = rename(settings, old, new)
+        with converted():
+            changed = rename(settings, old, new)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    build(settings, quiet=True)
     click.echo(
         f"Renamed {old} -> {new} in {len(changed)} file(s): {', '.join(changed)}; '{old}' stays an alias"
     )
+    problem = refresh_index(settings)
+    if problem is not None:
+        raise click.ClickException(
+            f"the index was not updated ({problem}): fix that, then run `tmskb index` (do not rekey again)"
+        )
 
 
 COMMANDS = (add, new, rekey)

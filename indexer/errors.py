@@ -37,3 +37,32 @@ class QueryError(KBError, ValueError):
 
 class ExportError(KBError, ValueError):
     """The export cannot be made (bad query, unknown format or table); nothing was produced."""
+
+
+class WriteError(KBError):
+    """A file was not written (it could not be, or it was left alone on purpose).
+
+    `path` is the file, `reason` what was found, `hint` what to do; the message says all three.
+    """
+
+    def __init__(self, path: object, reason: str, hint: str) -> None:
+        self.path, self.reason, self.hint = str(path), reason, hint
+        super().__init__(f"{path}: {reason}. {hint}")
+
+
+class FileChanged(WriteError):
+    """Another program changed the file between our read and our write; read it again and retry.
+
+    `committed` is True when our new content was in place for a moment and was then replaced or
+    overwritten by the other program: the caller must check whether its change survived.
+    """
+
+    def __init__(self, path: object, reason: str, *, committed: bool = False) -> None:
+        self.committed = committed
+        super().__init__(path, reason, "It was left as the other program saved it; run the command again")
+
+
+class QueryTooExpensive(QueryError):
+    """A query that would cost more than one request may: too many filter values, wildcards that
+    match too many words, or more time than the query budget. The message names the limit and how
+    to narrow the query; like every QueryError, the fronts answer it with a 400."""

@@ -1,16 +1,22 @@
-"""`tmskb rekey`: rename a BibTeX key in references.bib and every record citing it."""
+"""`tmskb rekey`: rename a BibTeX key in references.bib and every record citing it.
+
+The records and the alias file are written to temporary files first, so a full disk fails before
+anything changes; references.bib is then swapped in only if it still holds the bytes the rename
+was made from (bibwrite.update), and the other files follow.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-from .bib import parse_bib
-from .bibwrite import locked
+from .bib import parse_bib_text
+from .bibwrite import locked, settled, update
 from .curation import ALIASES, read_aliases
-from .fsio import write_under_lock
+from .fsio import Prepared, Snapshot, prepare_under_lock, write_error
 from .keys import KEY_PATTERN
 from .records import parse_records
 from .settings import Settings
@@ -26,30 +32,65 @@ def rekey(settings: Settings, old: str, new: str) -> list[str]:
     """
     if not KEY_PATTERN.fullmatch(new):
         raise ValueError(f"'{new}' is not a usable key (letters, digits and :._+- only)")
-    with locked(settings.bib_path):
-        references, _ = parse_bib(settings.bib_path, settings.relative(settings.bib_path))
-        if old not in references:
-            raise ValueError(f"'{old}' is not in references.bib")
-        if new.lower() in {k.lower() for k in references}:
-            raise ValueError(f"'{new}' is already in references.bib")
-        text = settings.bib_path.read_text("utf-8")
-        pattern = re.compile(r"(@\w+\s*[{(]\s*)" + re.escape(old) + r"(\s*,)")
-        if len(pattern.findall(text)) != 1:
-            raise ValueError(f"cannot find the entry header of '{old}' exactly once")
-        changed = {settings.bib_path: pattern.sub(lambda m: m.group(1) + new + m.group(2), text)}
-        changed.update(_renamed_citations(settings, old, new, changed))
+    bib = settings.bib_path
+    pending: list[Prepared] = []
+
+    def change(snapshot: Snapshot, committed: bool) -> tuple[bytes | None, list[str]]:
+        _discard(pending)
+        text = snapshot.data.decode("utf-8")
+        references, _ = parse_bib_text(text, settings.relative(bib))
+        renamed = None
+        if not (committed and new in references and old not in references):  # else ours was kept
+            try:
+                renamed = _renamed_bib(text, references, old, new)
+            except ValueError:
+                settled(snapshot)  # not a refusal made from a half-written file
+                raise
+        others = _renamed_citations(settings, old, new)
         aliases = {**read_aliases(settings.kb_dir), old: new}
         aliases = {k: (new if v == old else v) for k, v in aliases.items()}
-        changed[settings.kb_dir / ALIASES] = ALIASES_HEADER + yaml.safe_dump(
+        others[settings.kb_dir / ALIASES] = ALIASES_HEADER + yaml.safe_dump(
             {"aliases": aliases}, sort_keys=True
         )
-        for path, content in changed.items():
+        for path, content in others.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_under_lock(path, content.encode("utf-8"))
-    return [settings.relative(p) for p in changed]
+            pending.append(prepare_under_lock(path, content.encode("utf-8")))
+        return (renamed.encode("utf-8") if renamed else None), [settings.relative(p) for p in [bib, *others]]
+
+    with locked(bib):
+        try:
+            changed = update(bib, change)
+            for prepared in pending:
+                try:
+                    prepared.commit()
+                except OSError as exc:
+                    raise write_error(prepared.target, exc) from exc
+        finally:
+            _discard(pending)
+    return changed
 
 
-def _renamed_citations(settings: Settings, old: str, new: str, changed: dict[Path, str]) -> dict[Path, str]:
+def _renamed_bib(text: str, references: Mapping[str, object], old: str, new: str) -> str:
+    """The bibliography with the entry header of `old` renamed; ValueError when it cannot be."""
+    if old not in references:
+        raise ValueError(f"'{old}' is not in references.bib")
+    if new.lower() in {k.lower() for k in references}:
+        raise ValueError(f"'{new}' is already in references.bib")
+    pattern = re.compile(r"(@\w+\s*[{(]\s*)" + re.escape(old) + r"(\s*,)")
+    if len(pattern.findall(text)) != 1:
+        raise ValueError(f"cannot find the entry header of '{old}' exactly once")
+    return pattern.sub(lambda m: m.group(1) + new + m.group(2), text)
+
+
+def _discard(pending: list[Prepared]) -> None:
+    """Remove the temporary files of writes that were not committed."""
+    for prepared in pending:
+        if not prepared.committed:
+            prepared.tmp.unlink(missing_ok=True)
+    pending.clear()
+
+
+def _renamed_citations(settings: Settings, old: str, new: str) -> dict[Path, str]:
     """The new text of each record citing `old`, with only the citing lines changed."""
     out: dict[Path, str] = {}
     records, _, _ = parse_records(settings.kb_dir, settings.root)
@@ -57,7 +98,7 @@ def _renamed_citations(settings: Settings, old: str, new: str, changed: dict[Pat
         lines = sorted({record.line_of(f) for f, key in cited_keys(record) if key == old})
         if lines:
             path = settings.root / record.path
-            body = out.get(path, changed.get(path, path.read_text("utf-8"))).split("\n")
+            body = out.get(path, path.read_text("utf-8")).split("\n")
             for line in lines:
                 body[line - 1] = re.sub(rf"(?<![\w.-]){re.escape(old)}(?![\w.-])", new, body[line - 1])
             out[path] = "\n".join(body)

@@ -1,4 +1,5 @@
-"""indexer/fsio.py: atomic writes keep modes, owners and symlinks; leftovers of killed writers go."""
+"""indexer/fsio.py: atomic writes keep modes, owners and symlinks; leftovers of killed writers go;
+KB files that are read-only are refused (tests/test_write_safety.py has the compare-and-swap)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,18 @@ def test_write_under_lock_cleans_beside_a_symlinks_target(tmp_path: Path) -> Non
     write_under_lock(tmp_path / "a.yaml", "new\n")
     assert [p.name for p in (tmp_path / "real").iterdir()] == ["a.yaml"]
     assert (tmp_path / "a.yaml").read_text() == "new\n"
+
+
+def test_write_under_lock_refuses_a_read_only_file_and_leaves_it(tmp_path: Path) -> None:
+    from indexer.errors import WriteError
+
+    path = tmp_path / "key-aliases.yaml"
+    path.write_text("old\n")
+    path.chmod(0o444)
+    with pytest.raises(WriteError, match=r"key-aliases.yaml: is read-only \(mode 444, owner .*chmod u\+w"):
+        write_under_lock(path, "new\n")
+    assert path.read_text() == "old\n" and mode(path) == 0o444
+    assert [p.name for p in tmp_path.iterdir()] == ["key-aliases.yaml"]
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o077], ids=["umask-022", "umask-077"])
