@@ -54,7 +54,8 @@ class KB:
     index: SearchIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "index", SearchIndex(self.settings.index_dir))
+        index = SearchIndex(self.settings.index_dir, budget_ms=self.settings.query_budget_ms)
+        object.__setattr__(self, "index", index)
 
     @property
     def index_dir(self) -> Path:
@@ -109,15 +110,20 @@ class KB:
 
 
 def open_kb(
-    root: str | Path | None = None, index_dir: str | Path | None = None, *, build: bool = False
+    root: str | Path | None = None,
+    index_dir: str | Path | None = None,
+    *,
+    build: bool = False,
+    query_budget_ms: int | None = None,
 ) -> KB:
     """The KB at `root` (default: TMSKB_ROOT or the current settings) with its index.
 
     With build=True the index is built or refreshed first; a KB with problems raises
     indexer.errors.ProblemsFound (its .problems list them). Otherwise a missing index raises
-    indexer.errors.IndexMissing on first use.
+    indexer.errors.IndexMissing on first use. `query_budget_ms` is the time one query may take
+    (default TMSKB_QUERY_BUDGET_MS or 2000; 0: no limit).
     """
-    settings = resolve_settings(root, index_dir)
+    settings = resolve_settings(root, index_dir, query_budget_ms=query_budget_ms)
     if build:
         ensure_index(settings)
     return KB(settings)

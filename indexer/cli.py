@@ -168,7 +168,7 @@ def search_command(
     settings = make_settings(root, index_dir)
     query = parse_params(search_params(text, sort, page, page_size, facets))
     with converted():
-        results = SearchIndex(settings.index_dir).search(query)
+        results = SearchIndex(settings.index_dir, budget_ms=settings.query_budget_ms).search(query)
     if not results.ok:
         raise click.ClickException(f"bad query: {results.error}")
     if fmt == "json":
@@ -337,7 +337,7 @@ def export_command(
 
     settings = make_settings(root, index_dir)
     query = parse_params(search_params(text, sort, "1", "20", facets))
-    index = SearchIndex(settings.index_dir)
+    index = SearchIndex(settings.index_dir, budget_ms=settings.query_budget_ms)
     with converted():
         chunks = export_bytes(index, query, fmt, table, allow_empty=allow_empty)
         try:

@@ -5,14 +5,23 @@ sidecar JSON files, its facet arrays, a searcher per thread, a posting-list cach
 generation that cannot be read is remembered as broken, so a damaged index answers
 IndexMissing at once instead of being retried per request. Besides index.py (the writer) this
 is the only module that imports Whoosh, and the only one that uses Whoosh's private parts.
+
+Every method that can take long takes a `Budget`: wildcard expansion (also capped at
+MAX_EXPANDED_TERMS words per query), matching, ranking and spelling check it as they go and
+stop with QueryTooExpensive once the query's time is spent. Whoosh's own TimeLimitCollector
+needs a timer thread or SIGALRM (main thread only), so ranking uses a collector that checks the
+budget's deadline instead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,11 +30,12 @@ from typing import Any
 import numpy as np
 from whoosh import highlight, spelling
 from whoosh import query as wq
+from whoosh.collectors import FilterCollector, WrappingCollector
 from whoosh.qparser import MultifieldParser
 from whoosh.reading import TermNotFound
 
 from . import index as idx
-from .errors import IndexMissing
+from .errors import IndexMissing, QueryTooExpensive
 from .facets import FacetStore, Mask
 from .fields import FACETS, SEARCH_FIELDS, SORT_COLUMNS
 from .query import Segment
@@ -35,6 +45,30 @@ log = logging.getLogger(__name__)
 
 POSTINGS_CACHE_SIZE = 20_000
 FRAGMENTER = highlight.ContextFragmenter(maxchars=220, surround=60)
+MAX_EXPANDED_TERMS = 1024  # words all wildcards, prefixes and ranges of one query may stand for
+
+
+class Budget:
+    """The time one query may take; `check()` raises QueryTooExpensive once it is spent.
+
+    `ms` of 0 or None means no limit."""
+
+    def __init__(self, ms: int | None = None) -> None:
+        self.ms = ms or 0
+        self.deadline = time.monotonic() + self.ms / 1000 if self.ms > 0 else math.inf
+
+    def spent(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def check(self) -> None:
+        if self.spent():
+            raise QueryTooExpensive(
+                f"the query needed more than {self.ms:,} ms and was stopped; narrow it "
+                "(whole words instead of wildcards, fewer alternatives, or a filter)"
+            )
+
+
+UNLIMITED = Budget()
 
 
 @dataclass
@@ -54,6 +88,8 @@ class Generation:
     cache: OrderedDict[Any, Any] = field(default_factory=OrderedDict)  # results, LRU
     labels: OrderedDict[Any, str] = field(default_factory=OrderedDict)  # facet labels, LRU
     cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    cache_hits: int = 0  # hits held by the cached results (search.py bounds it)
+    field_masks: dict[str, Mask] = field(default_factory=dict)  # documents having a word in a field
 
     @classmethod
     def open(cls, path: Path) -> Generation:
@@ -90,38 +126,107 @@ class Generation:
 
     # -- matching ----------------------------------------------------------------------------
 
-    def parse(self, text: str) -> Any:
-        """Whoosh's parser over the searchable fields; None for an empty query."""
+    def parse(self, text: str, budget: Budget = UNLIMITED) -> Any:
+        """Whoosh's parser over the searchable fields, wildcards expanded; None for an empty query."""
         # A new parser per call: cheap, and nothing is shared between threads.
-        return MultifieldParser(list(SEARCH_FIELDS), schema=self.schema).parse(text) if text else None
+        if not text:
+            return None
+        return self.expand(MultifieldParser(list(SEARCH_FIELDS), schema=self.schema).parse(text), budget)
 
-    def match(self, node: Any) -> Mask:
+    def expand(self, node: Any, budget: Budget = UNLIMITED) -> Any:
+        """The query with every wildcard, prefix and range replaced by the words it matches, so
+        matching, ranking and highlighting never expand them again (Whoosh would, each time).
+
+        QueryTooExpensive if they stand for more than MAX_EXPANDED_TERMS words in all, or the
+        budget runs out while the lexicon is read."""
+        reader = _CheckedReader(self.searcher().reader(), budget)
+        words = 0
+        patterns: list[str] = []  # as the user wrote them, for the message
+
+        def walk(node: Any) -> Any:
+            nonlocal words
+            if isinstance(node, wq.Every) and node.fieldname and node.fieldname not in self._countable:
+                node = wq.Prefix(node.fieldname, "")  # `id:*`: as many words as the field has
+            if not isinstance(node, wq.MultiTerm):
+                return node.apply(walk)
+            if node.fieldname not in self.schema:
+                return wq.NullQuery
+            if _pattern(node) not in patterns:
+                patterns.append(_pattern(node))
+            terms = []
+            for btext in node._btexts(reader):
+                if words >= MAX_EXPANDED_TERMS:
+                    raise QueryTooExpensive(
+                        f"{', '.join(patterns)} match{'es' * (len(patterns) == 1)} more than "
+                        f"{MAX_EXPANDED_TERMS:,} words; use a longer prefix or fewer wildcards"
+                    )
+                words += 1
+                terms.append(wq.Term(node.fieldname, self.schema[node.fieldname].from_bytes(btext)))
+            if not terms:
+                return wq.NullQuery
+            either = terms[0] if len(terms) == 1 else wq.Or(terms)
+            if getattr(node, "constantscore", False):  # Whoosh scores wildcards and ranges flat
+                return wq.ConstantScoreQuery(either, node.boost)
+            either.boost = node.boost
+            return either
+
+        return walk(node)
+
+    @cached_property
+    def _countable(self) -> frozenset[str]:
+        """Fields whose `field:*` is answered from field lengths or facet arrays, not the lexicon."""
+        scored = {name for name in self.schema.names() if self.schema[name].scorable}
+        return frozenset(scored | set(self.store.postings))
+
+    def match(self, node: Any, budget: Budget = UNLIMITED) -> Mask:
         """Documents matching a parsed query, as a boolean mask over document numbers.
 
         Terms and AND/OR/NOT are evaluated with NumPy over posting lists cached per generation
-        (a word's postings are read once); phrases, wildcards, ranges and anything else go to
-        Whoosh. tests/test_evaluator.py checks this against Whoosh's own matching.
+        (a word's postings are read once); phrases and anything else go to Whoosh.
+        tests/test_evaluator.py checks this against Whoosh's own matching.
         """
+        budget.check()
         store = self.store
         if isinstance(node, wq.Term):
             return store.mask_of(self._postings(node.fieldname, node.text))
         if isinstance(node, wq.And):
             mask = store.alive.copy()
             for child in node.subqueries:
-                mask &= self.match(child)
+                mask &= self.match(child, budget)
             return mask
         if isinstance(node, wq.Or) and not node.minmatch:
             mask = np.zeros(store.size, dtype=bool)
             for child in node.subqueries:
-                mask |= self.match(child)
+                mask |= self.match(child, budget)
             return mask
         if isinstance(node, wq.Not):
-            return store.alive & ~self.match(node.query)
+            return store.alive & ~self.match(node.query, budget)
         if isinstance(node, wq.AndNot):
-            return self.match(node.a) & ~self.match(node.b)
+            return self.match(node.a, budget) & ~self.match(node.b, budget)
+        if isinstance(node, wq.ConstantScoreQuery):
+            return self.match(node.child, budget)
+        if isinstance(node, wq.Every):
+            return self.every(node.fieldname).copy() if node.fieldname else store.alive.copy()
         if node is wq.NullQuery:
             return np.zeros(store.size, dtype=bool)
         return store.mask_of(self.searcher().docs_for_query(node))
+
+    def every(self, fieldname: str) -> Mask:
+        """Documents with at least one word in a field (`field:*`), found once per generation.
+
+        Whoosh's Every(field) reads every posting of the field on each query (1.6 s at 10k)."""
+        mask = self.field_masks.get(fieldname)
+        if mask is None:
+            store = self.store
+            if fieldname in store.postings:
+                mask = store.any_of(fieldname, store.postings[fieldname])
+            else:
+                reader = self.searcher().reader()
+                lengths = (reader.doc_field_length(d, fieldname, 0) for d in range(store.size))
+                mask = np.fromiter(lengths, dtype=np.int64, count=store.size) > 0
+            mask &= store.alive
+            self.field_masks[fieldname] = mask
+        return mask
 
     def whoosh_match(self, node: Any) -> Mask:
         """Whoosh's own answer for a parsed query (the reference for the fast evaluator)."""
@@ -141,11 +246,28 @@ class Generation:
             self.postings[key] = cached
         return cached
 
-    def ranked(self, node: Any, matched: Mask, start: int, size: int) -> list[tuple[int, float]]:
-        """(doc number, score) of one page by Whoosh's BM25F, restricted to `matched`."""
+    def ranked(
+        self, node: Any, matched: Mask, start: int, size: int, budget: Budget = UNLIMITED
+    ) -> list[tuple[int, float]]:
+        """(doc number, score) of one page by Whoosh's BM25F, restricted to `matched`.
+
+        Documents of `matched` that Whoosh's own matching leaves out (its AndNot is wrong on some
+        queries; `NOT field:*` is ranked as NOT *) follow the scored ones, unscored."""
         allowed = set(np.flatnonzero(matched).tolist())
-        results = self.searcher().search(node, limit=start + size, filter=allowed)
-        return [(hit.docnum, hit.score) for hit in results[start : start + size]]
+        if start >= len(allowed):
+            return []
+        searcher = self.searcher()
+        # The filter wraps the deadline, as Searcher.collector wraps filters last: FilterCollector
+        # does its own loop over the matches and hands on only the allowed documents.
+        collector = FilterCollector(_Deadline(searcher.collector(limit=start + size), budget), allowed)
+        searcher.search_with_collector(_rankable(node), collector)
+        results = collector.results()
+        page = [(hit.docnum, hit.score) for hit in results[start : start + size]]
+        scored = results.scored_length()
+        if scored < min(start + size, len(allowed)):  # Whoosh matched fewer: all are in `results`
+            rest = sorted(allowed - {results.docnum(i) for i in range(scored)})
+            page += [(d, 0.0) for d in rest[max(0, start - scored) : start + size - scored]]
+        return page
 
     # -- display -----------------------------------------------------------------------------
 
@@ -177,11 +299,12 @@ class Generation:
 
     # -- spelling ----------------------------------------------------------------------------
 
-    def correct(self, text: str) -> str | None:
-        """Whoosh's query correction with our word list; None if nothing changes."""
+    def correct(self, text: str, budget: Budget = UNLIMITED) -> str | None:
+        """Whoosh's query correction with our word list; None if nothing changes (or the budget
+        runs out: a suggestion is optional)."""
         try:
             parsed = _SPELLING_PARSER.parse(text)
-            corrector = _WordCorrector(self.spelling_words)
+            corrector = _WordCorrector(self.spelling_words, budget)
             correctors = {name: corrector for name in SEARCH_FIELDS}
             correction = self.searcher().correct_query(parsed, text, correctors=correctors)
         except Exception:  # a suggestion is optional; never let it break a search
@@ -255,6 +378,64 @@ class Reader:
 # -- helpers of Generation ---------------------------------------------------------------------
 
 
+class _CheckedReader:
+    """A reader whose term iterators check the budget as they go, so a wildcard scanning a large
+    lexicon for a rare pattern stops on time even when it finds nothing."""
+
+    ITERATORS = frozenset({"lexicon", "expand_prefix", "terms_from", "terms_within", "iter_field"})
+
+    def __init__(self, reader: Any, budget: Budget) -> None:
+        self._reader, self._budget = reader, budget
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._reader, name)
+        if name not in self.ITERATORS:
+            return found
+        budget = self._budget
+
+        def checked(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            for i, item in enumerate(found(*args, **kwargs)):
+                if not i % 256:
+                    budget.check()
+                yield item
+
+        return checked
+
+
+class _Deadline(WrappingCollector):
+    """Hands `child` its matching documents, checking the budget every 256 of them."""
+
+    def __init__(self, child: Any, budget: Budget) -> None:
+        super().__init__(child)
+        self.budget = budget
+
+    def matches(self) -> Iterator[int]:
+        budget = self.budget
+        for i, sub_docnum in enumerate(self.child.matches()):
+            if not i % 256:
+                budget.check()
+            yield sub_docnum
+
+
+def _rankable(node: Any) -> Any:
+    """The query for Whoosh's ranking: `field:*` as `*` (matching is ours, and Whoosh's Every
+    over one field reads all its postings; the ranked documents are restricted to ours anyway)."""
+    if isinstance(node, wq.Every) and node.fieldname:
+        return wq.Every(boost=node.boost)
+    return node.apply(_rankable)
+
+
+def _pattern(node: Any) -> str:
+    """A wildcard query as the user wrote it: 'p*', 'a?c', 'id:*', '[a TO z]'."""
+    if isinstance(node, wq.Prefix):
+        text = f"{node.text}*"
+    elif isinstance(node, wq.TermRange):
+        text = f"[{node.start or ''} TO {node.end or ''}]"
+    else:
+        text = str(getattr(node, "text", node))
+    return f"'{text}'" if node.fieldname in SEARCH_FIELDS else f"'{node.fieldname}:{text}'"
+
+
 class _SegmentFormatter(highlight.Formatter):
     """Marks matches with control characters; _segments() splits them into Segments."""
 
@@ -280,11 +461,13 @@ class _WordCorrector(spelling.Corrector):
     """Whoosh's list corrector, but a known word stays as it is, and among equally close words
     the one in more documents wins (Whoosh alone would turn 'pain' into 'main')."""
 
-    def __init__(self, frequencies: dict[str, int]) -> None:
+    def __init__(self, frequencies: dict[str, int], budget: Budget = UNLIMITED) -> None:
         self.frequencies = frequencies
+        self.budget = budget
         self.inner = spelling.ListCorrector(sorted(frequencies))
 
     def suggest(self, text: str, limit: int = 5, maxdist: int = 2, prefix: int = 0) -> list[str]:
+        self.budget.check()  # once per word; correct() gives up quietly when it raises
         if text in self.frequencies:
             return [text]
         found = list(self.inner._suggestions(text, maxdist, prefix))  # (-distance, word)

@@ -13,10 +13,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .errors import QueryTooExpensive
 from .fields import FACETS, SORTS
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# Filter values one request may carry: a facet's own (OR within it) and all facets' together.
+# A page's size and cost grow with them (its links and facet lists repeat them), and a cached
+# page keeps them; no filter list offers a person more values than this to tick.
+MAX_VALUES_PER_FILTER = 50
+MAX_FILTER_VALUES = 100
 JSON_VERSION = 1  # bump when the shape of results_json changes incompatibly
 
 
@@ -82,6 +88,25 @@ class Query:
         return Query.make(self.text, {**self.filter_map, name: tuple(values)}, self.sort, 1, self.page_size)
 
 
+def check_limits(query: Query) -> None:
+    """QueryTooExpensive if the query has more filter values than one request may carry.
+
+    search() calls it before anything else, so the page, the API, the CLI, indexer.api and the
+    downloads all refuse such a query with the same message."""
+    for name, values in query.filters:
+        if len(values) > MAX_VALUES_PER_FILTER:
+            raise QueryTooExpensive(
+                f"too many values for the {name} filter: {len(values)}, at most "
+                f"{MAX_VALUES_PER_FILTER} per filter; choose fewer values or search for them instead"
+            )
+    count = sum(len(values) for _, values in query.filters)
+    if count > MAX_FILTER_VALUES:
+        raise QueryTooExpensive(
+            f"too many filter values: {count}, at most {MAX_FILTER_VALUES} in one request; "
+            "remove some filters"
+        )
+
+
 def split_values(values: str | Iterable[str]) -> list[str]:
     """'phn,crps' and ['phn', 'crps'] alike: every value, comma-separated ones split, stripped."""
     items = [values] if isinstance(values, str) else list(values)
@@ -100,7 +125,8 @@ def parse_params(params: Mapping[str, Any]) -> Query:
     `params` may be a werkzeug MultiDict (repeated parameters), or map names to a string or a
     list of strings (the CLI's options, indexer.api's keyword arguments). A facet value may hold
     several comma-separated values. Values are checked later, by search(), against the facet's
-    vocabulary or value set, so every front reports a bad value the same way.
+    vocabulary or value set and their number against the limits (check_limits), so every front
+    reports a bad value or too many values the same way.
     """
 
     def values(name: str) -> list[str]:
@@ -222,13 +248,16 @@ def results_json(results: Results) -> dict[str, Any]:
 
 
 __all__ = [
+    "MAX_FILTER_VALUES",
     "MAX_PAGE_SIZE",
+    "MAX_VALUES_PER_FILTER",
     "SORTS",
     "FacetValue",
     "Hit",
     "Query",
     "Results",
     "Segment",
+    "check_limits",
     "parse_params",
     "results_json",
     "split_values",

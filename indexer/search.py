@@ -17,24 +17,30 @@ from typing import Any
 
 import numpy as np
 
-from .engine import Generation, Reader
-from .errors import IndexMissing, QueryError
+from .engine import Budget, Generation, Reader
+from .errors import IndexMissing, QueryError, QueryTooExpensive
 from .facets import Mask
 from .fields import FACETS, SORTS
 from .models import LEVEL_LABELS
-from .query import MAX_PAGE_SIZE, FacetValue, Hit, Query, Results
+from .query import MAX_PAGE_SIZE, FacetValue, Hit, Query, Results, check_limits
 from .querytext import CJK, Understood, understand
+from .settings import DEFAULT_QUERY_BUDGET_MS
 from .vocab import Vocabularies
 
 log = logging.getLogger(__name__)
 
-RESULTS_CACHE_SIZE = 1024
+# The result cache is bounded by entries and by the hits they hold: a hit keeps its stored
+# record (7-25 KB in memory, measured), so 4,096 hits are ~60 MB per generation however large
+# the pages clients ask for.
+RESULTS_CACHE_SIZE = 512
+RESULTS_CACHE_HITS = 4096
 VERDICT_TYPES = ("question", "recommendation", "verdict")
 LABELS_CACHE_SIZE = 4096
 
 __all__ = [
     "IndexMissing",
     "QueryError",
+    "QueryTooExpensive",
     "Query",
     "Results",
     "SearchIndex",
@@ -47,11 +53,15 @@ __all__ = [
 
 
 class SearchIndex:
-    """Searches one index directory, following its generations as they are swapped in."""
+    """Searches one index directory, following its generations as they are swapped in.
 
-    def __init__(self, index_dir: Path) -> None:
+    `budget_ms` is the time one query may take (settings.resolve_settings: TMSKB_QUERY_BUDGET_MS;
+    0 for no limit); past it the query stops with QueryTooExpensive."""
+
+    def __init__(self, index_dir: Path, *, budget_ms: int | None = None) -> None:
         self.index_dir = Path(index_dir)
         self.reader = Reader(self.index_dir)
+        self.budget_ms = DEFAULT_QUERY_BUDGET_MS if budget_ms is None else budget_ms
 
     def generation(self) -> Generation:
         return self.reader.generation()
@@ -73,7 +83,7 @@ class SearchIndex:
             if cached is not None:
                 return cached
         try:
-            results = _run(opened, query, understood)
+            results = _run(opened, query, understood, Budget(self.budget_ms))
         except QueryError as exc:
             return Results(query, error=str(exc), generation=opened.name)
         except Exception as exc:  # the engine must never turn a user's query into a crash
@@ -87,16 +97,19 @@ class SearchIndex:
         """Every hit of a query in the query's order, for tables and exports; QueryError first.
 
         One match and one sort for the whole result: no facet counts, highlights or spelling,
-        and nothing goes into the result cache (an export reads each hit once)."""
+        and nothing goes into the result cache (an export reads each hit once). The query budget
+        covers finding and ordering the hits (QueryTooExpensive before the first hit); reading
+        them costs the same for every query of that many hits and is not limited."""
         opened = self.generation()
+        budget = Budget(self.budget_ms)
         query = normalise(replace(query, page=1, page_size=MAX_PAGE_SIZE), opened.vocab)
-        parsed = opened.parse(understand(query.text, opened.vocab).text)
+        parsed = opened.parse(understand(query.text, opened.vocab).text, budget)
         matched = opened.store.filtered(
-            opened.match(parsed) if parsed is not None else opened.store.alive, query.filter_map
+            opened.match(parsed, budget) if parsed is not None else opened.store.alive, query.filter_map
         )
         if query.sort == "relevance" and parsed is not None:
             total = int(np.count_nonzero(matched))
-            order = [d for d, _ in opened.ranked(parsed, matched, 0, max(total, 1))]
+            order = [d for d, _ in opened.ranked(parsed, matched, 0, max(total, 1), budget)]
         else:
             order = opened.store.ordered(matched, "year" if query.sort == "year" else "evidence").tolist()
         return (_hit(opened, d, query.sort, None, frozenset()) for d in order)
@@ -152,8 +165,10 @@ def get_document(index_dir: Path, doc_id: str) -> dict[str, Any] | None:
 
 
 def normalise(query: Query, vocab: Vocabularies) -> Query:
-    """The query with sort, page and every filter value checked against the facet registry
-    (closed value sets, vocabularies, value patterns); QueryError names the first bad one."""
+    """The query with the number of filter values (query.check_limits), sort, page and every
+    filter value checked against the facet registry (closed value sets, vocabularies, value
+    patterns); QueryError names the first bad one."""
+    check_limits(query)
     if query.sort not in SORTS:
         raise QueryError(f"unknown sort '{query.sort}' (expected one of {', '.join(SORTS)})")
     if query.page < 1:
@@ -178,31 +193,39 @@ def _cached(opened: Generation, query: Query) -> Results | None:
 
 
 def _remember(opened: Generation, query: Query, results: Results) -> Results:
+    """Cache `results`, evicting the least recently used until both bounds hold."""
     with opened.cache_lock:
+        previous = opened.cache.pop(query, None)
+        if previous is not None:
+            opened.cache_hits -= len(previous.hits)
         opened.cache[query] = results
-        while len(opened.cache) > RESULTS_CACHE_SIZE:
-            opened.cache.popitem(last=False)
+        opened.cache_hits += len(results.hits)
+        while len(opened.cache) > RESULTS_CACHE_SIZE or opened.cache_hits > RESULTS_CACHE_HITS:
+            _, evicted = opened.cache.popitem(last=False)
+            opened.cache_hits -= len(evicted.hits)
     return results
 
 
 # -- running ---------------------------------------------------------------------------------
 
 
-def _run(opened: Generation, query: Query, understood: Understood) -> Results:
+def _run(opened: Generation, query: Query, understood: Understood, budget: Budget) -> Results:
     store = opened.store
     text, expansions = understood.text, understood.expansions
-    parsed = opened.parse(text)
+    parsed = opened.parse(text, budget)
     filters = query.filter_map
     broader = {**understood.broader, **_broader_of_filters(opened, filters)}
-    base = opened.match(parsed) if parsed is not None else store.alive
+    base = opened.match(parsed, budget) if parsed is not None else store.alive
     matched = _filtered(opened, base, filters)
     counts = {name: store.counts(name, matched) for name in FACETS.names if name not in filters}
     for name in filters:  # disjunctive counts: a facet's own filter does not narrow its counts
+        budget.check()
         counts[name] = store.counts(name, _filtered(opened, base, filters, skip=name))
     total = int(np.count_nonzero(matched))
     start = (query.page - 1) * query.page_size
-    specific = _specific(opened, understood, filters, matched) if broader else None
-    page, scores = _page(opened, parsed, matched, query, start, specific)
+    specific = _specific(opened, understood, filters, matched, budget) if broader else None
+    page, scores = _page(opened, parsed, matched, query, start, budget, specific)
+    budget.check()
     terms = opened.highlight_terms(parsed)
     hits = tuple(
         _hit(opened, d, query.sort, scores.get(d), terms, _covers_note(opened, d, broader, specific))
@@ -211,7 +234,7 @@ def _run(opened: Generation, query: Query, understood: Understood) -> Results:
     suggestion = None
     if total == 0 and query.text and not CJK.search(query.text):
         within = store.filtered(store.alive, filters) if filters else None
-        suggestion = _suggest(opened, query.text, within)
+        suggestion = _suggest(opened, query.text, within, budget)
     shown = tuple(
         {"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label} for e in expansions
     )
@@ -221,7 +244,13 @@ def _run(opened: Generation, query: Query, understood: Understood) -> Results:
 
 
 def _page(
-    opened: Generation, parsed: Any, matched: Mask, query: Query, start: int, specific: Mask | None = None
+    opened: Generation,
+    parsed: Any,
+    matched: Mask,
+    query: Query,
+    start: int,
+    budget: Budget,
+    specific: Mask | None = None,
 ) -> tuple[list[int], dict[int, float]]:
     """Doc numbers of the requested page, and scores when sorting by relevance.
 
@@ -229,7 +258,7 @@ def _page(
     answers come first: questions and verdicts on the condition itself, then those on its broader
     conditions (labelled), then everything else; each part in the query's order."""
     if query.sort == "relevance" and parsed is not None:
-        top = opened.ranked(parsed, matched, start, query.page_size)
+        top = opened.ranked(parsed, matched, start, query.page_size, budget)
         return [d for d, _ in top], dict(top)
     sort = "year" if query.sort == "year" else "evidence"
     store = opened.store
@@ -266,14 +295,18 @@ def _filtered(
 
 
 def _specific(
-    opened: Generation, understood: Understood, filters: Mapping[str, tuple[str, ...]], matched: Mask
+    opened: Generation,
+    understood: Understood,
+    filters: Mapping[str, tuple[str, ...]],
+    matched: Mask,
+    budget: Budget,
 ) -> Mask:
     """Hits that match the condition as asked (not only through a broader condition)."""
     store = opened.store
     if understood.broader:
         specific_text = understood.specific_text
-        node = opened.parse(specific_text)
-        mask = opened.match(node) if node is not None else store.alive.copy()
+        node = opened.parse(specific_text, budget)
+        mask = opened.match(node, budget) if node is not None else store.alive.copy()
     else:
         mask = store.alive.copy()
     if "indication" in filters:
@@ -364,10 +397,12 @@ def _facets(
 
 
 def facet_label(opened: Generation, name: str, value: str) -> str:
-    """Human label of a facet value; cached per generation for values the index holds."""
+    """Human label of a facet value; cached per generation (LRU) for values the index holds."""
     key = (name, value)
     with opened.cache_lock:
         label = opened.labels.get(key)
+        if label is not None:
+            opened.labels.move_to_end(key)
     if label is not None:
         return label
     facet = FACETS[name]
@@ -376,20 +411,21 @@ def facet_label(opened: Generation, name: str, value: str) -> str:
         label = opened.labels_of.get(name, {}).get(value, label)
     if value in opened.store.postings.get(name, {}):  # never cache what a client made up
         with opened.cache_lock:
-            if len(opened.labels) >= LABELS_CACHE_SIZE:
-                opened.labels.popitem(last=False)
             opened.labels[key] = label
+            while len(opened.labels) > LABELS_CACHE_SIZE:
+                opened.labels.popitem(last=False)
     return label
 
 
-def _suggest(opened: Generation, text: str, within: Mask | None) -> str | None:
-    """A corrected query string that finds something, from indexed words and vocabulary names."""
-    correction = opened.correct(text)
+def _suggest(opened: Generation, text: str, within: Mask | None, budget: Budget) -> str | None:
+    """A corrected query string that finds something, from indexed words and vocabulary names
+    (None when there is none, or no time left to look: a suggestion is optional)."""
+    correction = opened.correct(text, budget)
     if correction is None:
         return None
     try:
         rewritten = understand(correction, opened.vocab).text
-        docs = opened.whoosh_match(opened.parse(rewritten)) if rewritten else None
+        docs = opened.match(opened.parse(rewritten, budget), budget) if rewritten else None
     except QueryError:
         return None
     if docs is None:

@@ -14,8 +14,20 @@ still does what it is good at: binding, forking and supervising the workers (hea
 timeouts, restarts) and the stop: graceful on SIGTERM (requests in progress finish, at most
 graceful_timeout), at once on SIGINT/SIGQUIT.
 
+Workers are recycled: after MAX_REQUESTS requests (plus up to MAX_REQUESTS_JITTER, so they
+do not all restart at once) a worker stops accepting, finishes what it has and exits, and the
+master starts a fresh one; the waitress worker also restarts that way when its resident memory
+passes MAX_WORKER_MEMORY_MB. Caches are bounded (docs/architecture.md), but a long-lived
+process's heap only grows (fragmentation), and a fresh worker costs one index open (0.2 s at
+10k records). bench/memory.py measures a worker's memory under random filters.
+
+Answers the HTTP server writes itself (waitress's 400/413/431/500/501 and the 414/431 of
+_limit_request) carry SERVER_ERROR_HEADERS: a plain-text body needs no more than
+`default-src 'none'`, and the app's own pages get the app's headers.
+
 ``server="gthread"`` (the old stack) and ``server="gevent"`` (gunicorn's gevent worker, when
-gevent is installed) stay selectable for comparison; see bench/slow_clients.py.
+gevent is installed) stay selectable for comparison; see bench/slow_clients.py. They honour
+max_requests (gunicorn's own counting) but not the memory ceiling.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import threading
 import time
 from typing import Any
 
@@ -31,6 +44,7 @@ from gunicorn.workers.base import Worker
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
 
 SERVERS = ("waitress", "gthread", "gevent")
 DEFAULT_SERVER = "waitress"
@@ -42,12 +56,29 @@ MAX_REQUEST_HEADER_SIZE = 64 * 1024  # request line + headers, buffered before a
 MAX_REQUEST_BODY_SIZE = 1024 * 1024  # buffered body (413 past it); the app itself accepts 64 KiB
 CONNECTIONS = 1000  # open connections per worker process (slow and idle ones included)
 IDLE_TIMEOUT = 30  # seconds: a connection with no traffic for this long is closed (waitress)
+MAX_REQUESTS = 10_000  # requests a worker serves before it is replaced (0: never)
+MAX_REQUESTS_JITTER = 1_000  # up to this many more, drawn per worker
+# Resident memory past which a waitress worker is replaced (0: never): a safety net well above
+# what a worker settles at (10k records, 4 threads: 370 MiB, most of it one Whoosh searcher per
+# thread and the result cache; bench/memory.py), so a large KB does not restart in a loop.
+MAX_WORKER_MEMORY_MB = 2048
+SERVER_ERROR_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
 
 
 class _Server(BaseApplication):
-    def __init__(self, application: Any, options: dict[str, Any]) -> None:
+    def __init__(self, application: Any, options: dict[str, Any], max_memory_mb: int = 0) -> None:
         self.application = application
         self.options = options
+        self.max_memory_mb = max_memory_mb  # not a gunicorn setting: WaitressWorker reads it here
         super().__init__()
 
     def load_config(self) -> None:
@@ -69,7 +100,8 @@ def _limit_request(application: Any, line: int, fields: int, field_size: int) ->
 
     def refuse(start_response: Any, status: str) -> list[bytes]:
         body = f"{status}\n".encode()
-        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        start_response(status, headers + list(SERVER_ERROR_HEADERS))
         return [body]
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -104,11 +136,13 @@ class WaitressWorker(Worker):
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load
         socket_map: dict[int, Any] = {}
         server = create_server(
-            _limit_request(
-                self.wsgi,
-                self.cfg.limit_request_line,
-                self.cfg.limit_request_fields,
-                self.cfg.limit_request_field_size,
+            self._counted(
+                _limit_request(
+                    self.wsgi,
+                    self.cfg.limit_request_line,
+                    self.cfg.limit_request_fields,
+                    self.cfg.limit_request_field_size,
+                )
             ),
             map=socket_map,
             sockets=[listener.sock for listener in self.sockets],
@@ -123,7 +157,11 @@ class WaitressWorker(Worker):
             ident="tmskb",
         )
         listeners = [obj for obj in socket_map.values() if isinstance(obj, BaseWSGIServer)]
+        for listener in listeners:  # its own error answers get SERVER_ERROR_HEADERS
+            listener.channel_class = _Channel
         _SignalWakeup(self.PIPE[0], socket_map)  # a signal (SIGTERM) ends the loop's wait at once
+        memory_limit = getattr(self.app, "max_memory_mb", 0) * 1024 * 1024
+        next_memory_check = time.monotonic() + 1.0  # checked once a second, from 1 s after start
 
         def step(timeout: float) -> None:
             wasyncore.loop(timeout=timeout, map=socket_map, use_poll=True, count=1)
@@ -134,6 +172,20 @@ class WaitressWorker(Worker):
             if self.ppid != os.getppid():
                 self.log.info("Parent changed, shutting down: %s", self)
                 break
+            if self.nr >= self.max_requests:
+                self.log.info("Autorestarting worker after %d requests: %s", self.nr, self)
+                break
+            if memory_limit and time.monotonic() >= next_memory_check:
+                next_memory_check = time.monotonic() + 1.0
+                rss = _resident_bytes()
+                if rss > memory_limit:
+                    self.log.warning(
+                        "Restarting worker %s: %d MiB resident, past the %d MiB limit",
+                        self,
+                        rss // 2**20,
+                        memory_limit // 2**20,
+                    )
+                    break
 
         for listener in listeners:  # stop accepting; the trigger pipe stays for the threads
             wasyncore.dispatcher.close(listener)
@@ -143,6 +195,38 @@ class WaitressWorker(Worker):
             step(0.1)
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
         wasyncore.close_all(socket_map)
+
+    def _counted(self, application: Any) -> Any:
+        """The app, counting requests into self.nr (gunicorn's max_requests)."""
+        lock = threading.Lock()
+
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            with lock:
+                self.nr += 1
+            return application(environ, start_response)
+
+        return app
+
+
+class _ErrorTask(ErrorTask):
+    """waitress's answer to a request it refuses itself, with SERVER_ERROR_HEADERS."""
+
+    def execute(self) -> None:
+        self.response_headers.extend(SERVER_ERROR_HEADERS)
+        super().execute()
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _ErrorTask
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class _SignalWakeup(wasyncore.file_dispatcher):
@@ -185,6 +269,8 @@ def options(
     threads: int,
     server: str = DEFAULT_SERVER,
     connections: int = CONNECTIONS,
+    max_requests: int = MAX_REQUESTS,
+    max_requests_jitter: int = MAX_REQUESTS_JITTER,
 ) -> dict[str, Any]:
     """gunicorn settings of one of the SERVERS."""
     common: dict[str, Any] = {
@@ -201,6 +287,8 @@ def options(
         "limit_request_line": LIMIT_REQUEST_LINE,
         "limit_request_fields": LIMIT_REQUEST_FIELDS,
         "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
+        "max_requests": max_requests,
+        "max_requests_jitter": max_requests_jitter if max_requests else 0,
     }
     if server == "waitress":
         # keepalive is waitress's channel_timeout here: idle (or stalled) connections only
@@ -221,12 +309,18 @@ def serve(
     threads: int,
     server: str = DEFAULT_SERVER,
     connections: int = CONNECTIONS,
+    *,
+    max_requests: int = MAX_REQUESTS,
+    max_requests_jitter: int = MAX_REQUESTS_JITTER,
+    max_memory_mb: int = MAX_WORKER_MEMORY_MB,
 ) -> None:
     """Run the WSGI app under gunicorn until stopped (SIGTERM gracefully, SIGINT at once).
 
     `server` picks the worker (SERVERS; waitress by default), `connections` the open
-    connections each worker process accepts.
+    connections each worker process accepts. A worker is replaced after `max_requests`
+    requests (+ up to `max_requests_jitter`), and a waitress worker also when its resident
+    memory passes `max_memory_mb`; 0 turns either off.
     """
-    settings = options(host, port, workers, threads, server, connections)
+    settings = options(host, port, workers, threads, server, connections, max_requests, max_requests_jitter)
     _raise_open_files_limit(connections + 256)
-    _Server(application, settings).run()
+    _Server(application, settings, max_memory_mb).run()

@@ -5,21 +5,32 @@ indexer.api, tests): for each setting, an explicit value (a command-line option,
 a keyword argument) wins; else its environment variable, when set to a non-empty value; else the
 default derived from the KB root.
 
-    setting    explicit          environment       default
-    root       --root            TMSKB_ROOT        the current directory if it holds a KB, else this checkout
-    kb_dir     -                 TMSKB_KB_DIR      <root>/kb
-    bib_path   -                 TMSKB_BIB         <root>/references.bib
-    index_dir  --index-dir       TMSKB_INDEX_DIR   <root>/instance/index
+    setting          explicit        environment            default
+    root             --root          TMSKB_ROOT             the current directory if it holds a KB,
+                                                            else this checkout
+    kb_dir           -               TMSKB_KB_DIR           <root>/kb
+    bib_path         -               TMSKB_BIB              <root>/references.bib
+    index_dir        --index-dir     TMSKB_INDEX_DIR        <root>/instance/index
+    query_budget_ms  QUERY_BUDGET_MS TMSKB_QUERY_BUDGET_MS  2000 milliseconds (0: no limit)
+                     (web config)
+
+The query budget is the time one search may take (matching, wildcard expansion, facet counts,
+ranking; for exports and tables, finding and ordering their hits) before it is stopped with a
+QueryTooExpensive error asking for a narrower query.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_QUERY_BUDGET_MS = 2000
+
+log = logging.getLogger(__name__)
 
 
 def _default_root() -> Path:
@@ -32,12 +43,13 @@ def _default_root() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Paths of one knowledge base and its index."""
+    """Paths of one knowledge base and its index, and the time budget of one query."""
 
     root: Path
     kb_dir: Path
     bib_path: Path
     index_dir: Path
+    query_budget_ms: int = DEFAULT_QUERY_BUDGET_MS
 
     @classmethod
     def for_root(cls, root: Path, index_dir: Path | None = None) -> Settings:
@@ -63,6 +75,7 @@ def resolve_settings(
     index_dir: str | Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    query_budget_ms: int | None = None,
 ) -> Settings:
     """Settings by the precedence order in this module's docstring."""
     env = os.environ if environ is None else environ
@@ -78,4 +91,20 @@ def resolve_settings(
         from_env("TMSKB_KB_DIR") or base / "kb",
         from_env("TMSKB_BIB") or base / "references.bib",
         index or (base / "instance" / "index").resolve(),
+        query_budget_ms if query_budget_ms is not None else _budget_from(env),
     )
+
+
+def _budget_from(env: Mapping[str, str]) -> int:
+    """TMSKB_QUERY_BUDGET_MS as a number of milliseconds; the default (logged) if it is not one."""
+    value = env.get("TMSKB_QUERY_BUDGET_MS", "").strip()
+    if not value:
+        return DEFAULT_QUERY_BUDGET_MS
+    if value.isascii() and value.isdigit():
+        return int(value)
+    log.warning(
+        "TMSKB_QUERY_BUDGET_MS=%r is not a whole number of milliseconds; using %d",
+        value,
+        DEFAULT_QUERY_BUDGET_MS,
+    )
+    return DEFAULT_QUERY_BUDGET_MS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -75,11 +76,20 @@ CASES: list[list[tuple[str, str]]] = [
     [("q", "pain"), ("page", "abc")],
     [("q", "pain"), ("page_size", "5")],
     [("q", "pain"), ("page_size", "500")],
+    # the caps on filter values (issue 17): 50 per filter, 100 in one request
+    [("year", str(1900 + i)) for i in range(50)],
+    [("year", str(1900 + i)) for i in range(51)],
+    [("year", ",".join(str(1900 + i) for i in range(51)))],
+    [("year", str(1900 + i)) for i in range(50)] + [("guideline", f"g{i}") for i in range(50)],
+    [("year", str(1900 + i)) for i in range(50)]
+    + [("guideline", f"g{i}") for i in range(50)]
+    + [("source", "s")],
 ]
 
 
 def _case_id(case: list[tuple[str, str]]) -> str:
-    return urlencode(case) or "(none)"
+    text = urlencode(case) or "(none)"
+    return text if len(text) <= 60 else f"{text[:30]}...({len(case)} params, {text.count('%2C')} commas)"
 
 
 def _cli_args(case: list[tuple[str, str]]) -> list[str]:
@@ -179,3 +189,33 @@ def test_comma_separated_values_mean_or_everywhere(client, index_dir: Path) -> N
     crps = _api_total(client, [("indication", "crps")])
     assert both is not None and phn is not None and crps is not None
     assert both >= max(phn, crps) > 0
+
+
+CAPPED = {
+    "per filter": (
+        [("year", str(1900 + i)) for i in range(51)],
+        "too many values for the year filter: 51, at most 50 per filter; "
+        "choose fewer values or search for them instead",
+    ),
+    "per request": (
+        [("year", str(1900 + i)) for i in range(50)]
+        + [("guideline", f"g{i}") for i in range(50)]
+        + [("source", "s")],
+        "too many filter values: 101, at most 100 in one request; remove some filters",
+    ),
+}
+
+
+@pytest.mark.parametrize("which", CAPPED)
+def test_too_many_filter_values_give_the_same_message_everywhere(client, index_dir: Path, which: str) -> None:
+    case, message = CAPPED[which]
+    page = client.get("/?" + urlencode(case))
+    assert page.status_code == 400 and message in page.get_data(as_text=True)
+    api = client.get("/api/search?" + urlencode(case))
+    assert api.status_code == 400 and api.get_json()["error"] == message
+    result = CliRunner().invoke(cli, [*_cli_args(case), "--index-dir", str(index_dir)])
+    assert result.exit_code == 1 and f"Error: bad query: {message}" in result.output
+    filters: dict[str, Any] = {}
+    for name, value in case:
+        filters.setdefault(name, []).append(value)
+    assert open_kb(index_dir=index_dir).search(**filters).error == message

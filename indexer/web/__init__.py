@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response
 
@@ -36,17 +37,22 @@ SECURITY_HEADERS = {
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """App factory: defaults, then TMSKB_* environment (indexer.settings), then `config`
-    (tests pass INDEX_DIR)."""
+    (tests pass INDEX_DIR, and QUERY_BUDGET_MS for a small query time budget)."""
     app = Flask(
         "tmskb",
         instance_relative_config=True,
         template_folder=str(PACKAGE_ROOT / "templates"),
         static_folder=str(PACKAGE_ROOT / "static"),
     )
-    app.config.from_mapping(INDEX_DIR=str(resolve_settings().index_dir), MAX_CONTENT_LENGTH=64 * 1024)
+    settings = resolve_settings()
+    app.config.from_mapping(
+        INDEX_DIR=str(settings.index_dir),
+        QUERY_BUDGET_MS=settings.query_budget_ms,
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
     if config:
         app.config.from_mapping(config)
-    app.extensions["tmskb"] = WebState(Path(app.config["INDEX_DIR"]))
+    app.extensions["tmskb"] = WebState(Path(app.config["INDEX_DIR"]), int(app.config["QUERY_BUDGET_MS"]))
 
     from . import api, exports, pages
 
@@ -60,6 +66,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if response.location:
+            response.location = relative_location(response.location)
         return response
 
     return app
+
+
+def relative_location(location: str) -> str:
+    """A redirect target without scheme and host, so a forged Host header never ends up in it.
+
+    Werkzeug's own redirects (`/records//x` -> `/records/x`, merge_slashes) are built as
+    absolute URLs from the request's Host header, and Flask returns them without calling the
+    error handlers; every redirect of this app stays on its own site, so none needs a host.
+    (Werkzeug >= 2.1 no longer makes relative Locations absolute: autocorrect_location_header
+    is False.) Leading slashes are collapsed: '//evil.example/x' would be another site."""
+    parts = urlsplit(location)
+    if not (parts.scheme or parts.netloc or location.startswith(("//", "/\\"))):
+        return location
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -11,7 +12,7 @@ from ..evidence import evidence_table
 from ..export import FORMATS
 from ..fields import FACETS, REFERENCE_PREFIX, TYPE_LABELS
 from ..models import Verification
-from ..query import Query
+from ..query import Query, Results
 from .state import current_query, state
 
 bp = Blueprint("pages", __name__)
@@ -89,6 +90,10 @@ def find_document(doc_id: str) -> dict[str, Any]:
 # -- template helpers ------------------------------------------------------------------------
 
 EXPORT_LINKS = tuple((f.label, f.extension) for f in FORMATS.values() if f.linked)
+# Active filter values shown with a "remove" link each; past this, one link per filter. Each
+# link repeats the other filters, so a link per value would make a page grow with the square
+# of its filter values (issue 17: 600 values made a 5.5 MB page).
+MAX_VALUE_CHIPS = 10
 
 
 def register_template_helpers(app: Flask) -> None:
@@ -107,6 +112,7 @@ def register_template_helpers(app: Flask) -> None:
             "type_labels": TYPE_LABELS,
             "verification_label": verification_label,
             "url_for_query": url_for_query,
+            "filter_chips": filter_chips,
             "reference_prefix": REFERENCE_PREFIX,
             "export_links": EXPORT_LINKS,
             "export_url": export_url,
@@ -117,6 +123,37 @@ def url_for_query(endpoint: str, query: Query, **changes: Any) -> str:
     """A page URL for `query` with `changes` (page=2, sort='year', ...)."""
     params = query.to_params(**changes)
     return url_for(endpoint) + (f"?{urlencode(params)}" if params else "")
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One active filter (or one value of it) with the link that removes it."""
+
+    text: str
+    href: str
+
+
+def filter_chips(endpoint: str, query: Query, results: Results) -> list[Chip]:
+    """The page's "remove filter" links: one per value while there are at most
+    MAX_VALUE_CHIPS values, else one per filter (its values listed), so their size grows
+    linearly with the values (one value at a time can still be unticked in the filter list)."""
+    titles = {f.name: f.title for f in FACETS}
+    if sum(len(values) for _, values in query.filters) <= MAX_VALUE_CHIPS:
+        return [
+            Chip(
+                f"{titles.get(name, name)}: {results.label(name, value)}",
+                url_for_query(endpoint, query.toggled(name, value)),
+            )
+            for name, values in query.filters
+            for value in values
+        ]
+    return [
+        Chip(
+            f"{titles.get(name, name)}: {', '.join(results.label(name, v) for v in values)}",
+            url_for_query(endpoint, query.with_filter(name, ())),
+        )
+        for name, values in query.filters
+    ]
 
 
 def export_url(endpoint: str, ext: str, query: Query) -> str:

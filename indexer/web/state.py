@@ -25,8 +25,8 @@ class WebState:
     reference (measured), i.e. more than the whole rest of a 10k-record build.
     """
 
-    def __init__(self, index_dir: Path) -> None:
-        self.index = SearchIndex(index_dir)
+    def __init__(self, index_dir: Path, budget_ms: int | None = None) -> None:
+        self.index = SearchIndex(index_dir, budget_ms=budget_ms)
         self._citations: OrderedDict[tuple[str, str], dict[str, str]] = OrderedDict()
         self._lock = threading.Lock()
 
