@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import dose
 from .citations import csl_item
 from .errors import ExportError
 from .evidence import evidence_table
@@ -462,6 +463,90 @@ def grade_text(grade: dict[str, Any]) -> str:
 def class_words(cls: str) -> str:
     """'III' or 'III or better (lower bound)' for a computed lower bound ('III+')."""
     return f"{cls[:-1]} or better (lower bound)" if cls.endswith("+") else cls
+
+
+# The studies of one question side by side, one row per matching arm (the question page's
+# comparison table). Numbers stay numbers; why a value is empty is in `missing`.
+QUESTION_COLUMNS: tuple[str, ...] = (
+    "question",
+    "study",
+    "citation",
+    "year",
+    "direction",
+    "result",
+    "patients_total",
+    "class",
+    "class_lower_bound",
+    "arm",
+    "frequency_hz",
+    "intensity",
+    "intensity_percent",
+    "intensity_reference",
+    "pulses_per_session",
+    "sessions",
+    "sessions_per_week",
+    "total_pulses_computed",
+    "navigated",
+    "targeting",
+    "coil",
+    "dose_completeness",
+    "missing",
+    "link",
+)
+
+
+def question_rows(where: Where, question_id: str) -> Iterator[dict[str, Any]]:
+    """One row per (study, matching arm) of a question, in the page's order; ExportError if unknown."""
+    index = as_index(where)
+    doc = index.document(question_id)
+    if doc is None or doc.get("type") != "question":
+        raise ExportError(f"no question with id '{question_id}'")
+    for study in (doc.get("data") or {}).get("studies", []):
+        cls = study.get("class") or {}
+        links = sorted({link["kind"] for link in study.get("links", [])})
+        for arm in study.get("dose") or [{}]:
+            states = arm.get("state_labels") or {}
+            yield {
+                "question": question_id,
+                "study": study["id"],
+                "citation": study["short"],
+                "year": str(study["year"]) if study.get("year") else "",
+                "direction": study["group"],
+                "result": study.get("result") or "",
+                "patients_total": study.get("patients_total"),
+                "class": cls.get("cls") or "",
+                "class_lower_bound": bool(cls.get("lower_bound")),
+                "arm": arm.get("label") or "",
+                "frequency_hz": arm.get("frequency_hz"),
+                "intensity": arm.get("intensity") or "",
+                "intensity_percent": arm.get("intensity_percent"),
+                "intensity_reference": arm.get("intensity_reference") or "",
+                "pulses_per_session": arm.get("pulses_per_session"),
+                "sessions": arm.get("sessions"),
+                "sessions_per_week": arm.get("sessions_per_week"),
+                "total_pulses_computed": arm.get("total_pulses"),
+                "navigated": "" if arm.get("navigated") is None else bool(arm["navigated"]),
+                "targeting": arm.get("targeting") or "",
+                "coil": arm.get("coil") or [],
+                "dose_completeness": (study.get("completeness") or {}).get("share"),
+                "missing": [
+                    f"{dose.CORE_LABELS[name]}: {why}"
+                    for name, why in states.items()
+                    if name in dose.CORE and why != "reported"
+                ],
+                "link": links,
+            }
+
+
+def export_question(where: Where, question_id: str, fmt: str) -> Iterator[bytes]:
+    """The comparison table of a question in a table format, encoded as UTF-8."""
+    if fmt not in FORMATS or FORMATS[fmt].kind != "table":
+        tables = ", ".join(f for f, spec in FORMATS.items() if spec.kind == "table")
+        raise ExportError(f"unknown format '{fmt}' for a question table (expected one of {tables})")
+    index = as_index(where)
+    first = list(question_rows(index, question_id))  # one question: small, and errors come first
+    chunks = _TABLE_WRITERS[fmt](iter(first), QUESTION_COLUMNS, "question")
+    return (c if isinstance(c, bytes) else c.encode("utf-8") for c in chunks)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from .fields import FACETS, FIELDS
 from .fsio import atomic_write, process_lock
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8  # 8: dose data on studies and question pages
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"

@@ -86,6 +86,7 @@ def dose_plot(studies: Iterable[dict[str, Any]]) -> dict[str, Any]:
         p["x"] = round(LEFT + inner_w * p["sessions"] / x_ticks[-1], 1)
         p["y"] = round(TOP + inner_h * (1 - p["pulses"] / y_ticks[-1]), 1)
         p["r"] = round(4 + 10 * math.sqrt((p["n"] or 0) / largest), 1)
+    points.sort(key=lambda p: -p["r"])  # large marks first, so small ones stay visible on top
     return {
         "width": WIDTH,
         "height": HEIGHT,

@@ -1,4 +1,5 @@
-"""Downloads of the page's view: /search.<ext> and /evidence.<ext> (docs/export.md)."""
+"""Downloads of the page's view: /search.<ext>, /evidence.<ext> and a question's comparison table
+(/questions/<id>/studies.<ext>); docs/export.md."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, abort
 
 from ..errors import ExportError
-from ..export import EXTENSIONS, FORMATS, export_bytes
+from ..export import EXTENSIONS, FORMATS, export_bytes, export_question
 from .errors import error_response
 from .state import current_query, state
 
@@ -22,6 +23,20 @@ def search_export(ext: str) -> Any:
 @bp.get("/evidence.<ext>")
 def evidence_export(ext: str) -> Any:
     return _download(ext, "evidence", "evidence")
+
+
+@bp.get("/questions/<question_id>/studies.<ext>")
+def question_table(question_id: str, ext: str) -> Any:
+    fmt = EXTENSIONS.get(ext)
+    if fmt is None:
+        abort(404, description=f"No export format '{ext}'")
+    try:
+        chunks = export_question(state().index, question_id, fmt)
+    except ExportError as exc:
+        return error_response(404 if "no question" in str(exc) else 400, str(exc))
+    response = Response(chunks, content_type=FORMATS[fmt].mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="tmskb-{question_id}-studies.{ext}"'
+    return response
 
 
 def _download(ext: str, table: str, stem: str) -> Any:
