@@ -262,6 +262,18 @@ def stats(root: Path | None, fmt: str) -> None:
     help="HTTP server in each worker: waitress buffers whole requests (slow clients cannot stall it); "
     "gthread is gunicorn's threaded worker.",
 )
+@click.option(
+    "--max-requests",
+    type=click.IntRange(0),
+    help="Recycle a worker after this many requests (plus random jitter); 0: never. "
+    "Default: 10,000 (indexer.serving.MAX_REQUESTS).",
+)
+@click.option(
+    "--max-worker-memory",
+    type=click.IntRange(0),
+    help="Replace a worker whose resident memory passes this many MiB; 0: no ceiling. "
+    "Default: 2048 (indexer.serving.MAX_WORKER_MEMORY_MB).",
+)
 def serve(
     root: Path | None,
     index_dir: Path | None,
@@ -270,6 +282,8 @@ def serve(
     workers: int | None,
     threads: int,
     server: str,
+    max_requests: int | None,
+    max_worker_memory: int | None,
 ) -> None:
     """Build or refresh the index if needed, then serve the web app (gunicorn supervising workers).
 
@@ -289,7 +303,20 @@ def serve(
         f"thread(s), {server} (index {settings.index_dir})",
         err=True,
     )
-    run(create_app({"INDEX_DIR": str(settings.index_dir)}), host, port, workers, threads, server=server)
+    limits: dict[str, int] = {}
+    if max_requests is not None:
+        limits["max_requests"] = max_requests
+    if max_worker_memory is not None:
+        limits["max_memory_mb"] = max_worker_memory
+    run(
+        create_app({"INDEX_DIR": str(settings.index_dir)}),
+        host,
+        port,
+        workers,
+        threads,
+        server=server,
+        **limits,
+    )
 
 
 @cli.command("export", cls=FacetCommand)

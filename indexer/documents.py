@@ -126,6 +126,7 @@ def index_extras(kb: KB) -> dict[str, Any]:
         idx.KNOWN: known_references(kb.references.values()),
         idx.ALIASES: kb.aliases,
         idx.LABELS: facet_labels(kb),
+        idx.PAGES: {"evidence_map": questions.evidence_map_view(kb)},
     }
 
 

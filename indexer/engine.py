@@ -83,6 +83,8 @@ class Generation:
     aliases: dict[str, str] = field(default_factory=dict)
     rulesets: list[dict[str, Any]] = field(default_factory=list)
     labels_of: dict[str, dict[str, str]] = field(default_factory=dict)  # labels.json
+    pages: dict[str, Any] = field(default_factory=dict)  # pages.json: whole-KB views
+    manifest: dict[str, Any] = field(default_factory=dict)  # what was built, when, from what
     postings: dict[tuple[str, Any], Any] = field(default_factory=dict)
     local: threading.local = field(default_factory=threading.local)
     cache: OrderedDict[Any, Any] = field(default_factory=OrderedDict)  # results, LRU
@@ -110,6 +112,8 @@ class Generation:
             aliases=dict(_json_or(path / idx.ALIASES, {})),
             rulesets=list(_json_or(path / idx.RULESETS, [])),
             labels_of=dict(_json_or(path / idx.LABELS, {})),
+            pages=dict(_json_or(path / idx.PAGES, {})),
+            manifest={k: v for k, v in _json_or(path / idx.MANIFEST, {}).items() if k != "hashes"},
         )
 
     @cached_property

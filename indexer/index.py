@@ -34,7 +34,7 @@ from .fields import FACETS, FIELDS
 from .fsio import atomic_write, process_lock
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 8  # 8: dose data on studies and question pages
+SCHEMA_VERSION = 9  # 8: dose data on studies and question pages; 9: pages.json (evidence map)
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
@@ -42,6 +42,7 @@ RULESETS = "rulesets.json"
 KNOWN = "references.json"  # what duplicate detection needs about each reference
 ALIASES = "aliases.json"  # old BibTeX key -> current key
 LABELS = "labels.json"  # facet -> value -> label, for values only the KB can name (documents.facet_labels)
+PAGES = "pages.json"  # data of whole-KB views (the evidence map), computed when the KB is indexed
 # Each CJK ideograph is its own token, so Chinese text matches without word segmentation.
 TOKEN_PATTERN = r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+(?:[.'][^\W\u3400-\u9fff]+)*"
 SPELLING = "spelling.json"

@@ -129,6 +129,22 @@ class SearchIndex:
         """The grading rule sets the current generation was graded with."""
         return self.generation().rulesets
 
+    def stored_page(self, name: str) -> dict[str, Any] | None:
+        """Data of a whole-KB view computed at index time (e.g. 'evidence_map'), if present."""
+        page = self.generation().pages.get(name)
+        return page if isinstance(page, dict) else None
+
+    def about(self) -> dict[str, Any]:
+        """Which knowledge base this index holds: its content fingerprint (short), build time, size."""
+        manifest = self.generation().manifest
+        fingerprint = str(manifest.get("fingerprint") or "")
+        return {
+            "version": fingerprint[:12],
+            "built": manifest.get("built"),
+            "generation": manifest.get("generation"),
+            "records": manifest.get("count"),
+        }
+
 
 _HANDLES: dict[Path, SearchIndex] = {}
 _HANDLES_LOCK = threading.Lock()

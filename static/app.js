@@ -5,6 +5,13 @@
   document.querySelectorAll("#facets-form input[type=checkbox]").forEach(function (box) {
     box.addEventListener("change", function () { box.form.submit(); });
   });
+  // On a phone the filters come first but folded, so the results are one tap away; without
+  // scripting they stay unfolded (still before the results).
+  var toggle = document.getElementById("filters-toggle");
+  if (toggle && window.matchMedia && window.matchMedia("(max-width: 50rem)").matches
+      && !toggle.querySelector("input[type=checkbox]:checked")) {
+    toggle.open = false;
+  }
   var sort = document.getElementById("sort");
   if (sort) { sort.addEventListener("change", function () { sort.form.submit(); }); }
 

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from flask import Blueprint, Response, abort
 
-from ..errors import ExportError
+from ..errors import ExportError, QueryError
 from ..export import EXTENSIONS, FORMATS, export_bytes, export_question
 from .errors import error_response
 from .state import current_query, state
@@ -46,8 +47,9 @@ def _download(ext: str, table: str, stem: str) -> Any:
         abort(404, description=f"No export format '{ext}'")
     try:
         chunks = export_bytes(state().index, current_query(), fmt, table)
-    except ExportError as exc:
+        first = next(chunks, b"")  # ordering all hits happens before the first chunk: errors here are 400s
+    except (ExportError, QueryError) as exc:
         return error_response(400, str(exc))
-    response = Response(chunks, content_type=FORMATS[fmt].mimetype)
+    response = Response(itertools.chain([first], chunks), content_type=FORMATS[fmt].mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="tmskb-{stem}.{ext}"'
     return response

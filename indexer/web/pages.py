@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +14,7 @@ from ..export import FORMATS
 from ..fields import FACETS, REFERENCE_PREFIX, TYPE_LABELS
 from ..models import Verification
 from ..query import Query, Results
+from ..questions import COMPARISON_COLUMNS, sort_comparison
 from .state import current_query, state
 
 bp = Blueprint("pages", __name__)
@@ -44,12 +46,53 @@ def record(doc_id: str) -> Any:
     return render_template(f"record_{kind}.html", **context)
 
 
-@bp.get("/questions/<question_id>")
-def question(question_id: str) -> Any:
+def _question_doc(question_id: str) -> dict[str, Any]:
     doc = state().index.document(question_id)
     if doc is None or doc.get("type") != "question":
         abort(404, description=f"No question with id '{question_id}'")
-    return render_template("question.html", doc=doc, data=doc.get("data") or {})
+    return doc
+
+
+def _edition() -> dict[str, Any]:
+    """What every printable view states: the knowledge base version it shows and today's date."""
+    about = state().index.about()
+    version = about["version"] and f"{about['version']} (indexed {str(about['built'] or '')[:10]})"
+    return {"kb_version": version, "today": date.today().isoformat()}
+
+
+@bp.get("/questions/<question_id>")
+def question(question_id: str) -> Any:
+    doc = _question_doc(question_id)
+    data = doc.get("data") or {}
+    column = request.args.get("sort", "")
+    column = column if column in COMPARISON_COLUMNS else ""
+    descending = request.args.get("order") == "desc"
+    comparison = (
+        sort_comparison(data.get("studies", []), column, descending) if column else data.get("studies", [])
+    )
+    return render_template(
+        "question.html",
+        doc=doc,
+        data=data,
+        comparison=comparison,
+        sort_column=column,
+        sort_descending=descending,
+        **_edition(),
+    )
+
+
+@bp.get("/questions/<question_id>/summary")
+def question_summary(question_id: str) -> Any:
+    doc = _question_doc(question_id)
+    return render_template("question_summary.html", doc=doc, data=doc.get("data") or {}, **_edition())
+
+
+@bp.get("/map")
+def evidence_map() -> Any:
+    grid = state().index.stored_page("evidence_map")
+    if grid is None:
+        abort(503, description="The evidence map is not in this index yet: run tmskb index")
+    return render_template("map.html", grid=grid)
 
 
 @bp.get("/evidence")
