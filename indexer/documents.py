@@ -13,7 +13,7 @@ from typing import Any
 
 from . import dose, grading, questions
 from . import index as idx
-from .fields import FACETS, REFERENCE_PREFIX, reference_id
+from .fields import DOSE_NUMBERS, FACETS, REFERENCE_PREFIX, reference_id
 from .grading import ClassResult
 from .models import (
     NO_RANK,
@@ -307,9 +307,13 @@ def _study_doc(
             + [study.design],
         }
     )
+    study_dose = dose.study_dose(study)
+    for number in DOSE_NUMBERS:
+        values = [arm[number.key] for arm in study_dose["arms"] if arm[number.key] is not None]
+        doc[number.field] = sorted({number.term(v) for v in values})
     doc["data"] = {
         "record": _record_fields(study),
-        "dose": dose.study_dose(study),
+        "dose": study_dose,
         "reference": _citation(ref),
         "class": _class_data(grade),
         "labels": {

@@ -253,6 +253,45 @@ BUILTIN_FACETS: tuple[Facet, ...] = (
 
 
 @dataclass(frozen=True)
+class DoseNumber:
+    """A dose parameter searchable as a number: `sessions:>=10`, `frequency:10`, `pulses:[1000 TO 3000]`.
+
+    Each arm's value is indexed as a zero-padded term (value x scale), so a numeric range is a
+    range of terms; a study matches when any of its arms does.
+    """
+
+    name: str  # what users write before the colon
+    field: str  # index field
+    title: str
+    unit: str
+    scale: int
+    width: int
+    key: str  # the arm_dose() value it reads
+
+    def term(self, value: float) -> str:
+        scaled = round(value * self.scale)
+        return f"{max(0, min(scaled, 10**self.width - 1)):0{self.width}d}"
+
+    @property
+    def top(self) -> str:
+        return "9" * self.width
+
+
+DOSE_NUMBERS: tuple[DoseNumber, ...] = (
+    DoseNumber("sessions", "dose_sessions", "Sessions", "sessions", 1, 5, "sessions"),
+    DoseNumber("frequency", "dose_frequency", "Frequency", "Hz", 100, 6, "frequency_hz"),
+    DoseNumber("pulses", "dose_pulses", "Pulses per session", "pulses", 1, 7, "pulses_per_session"),
+    DoseNumber(
+        "total_pulses", "dose_total_pulses", "Total pulses (computed)", "pulses", 1, 9, "total_pulses"
+    ),
+    DoseNumber(
+        "intensity", "dose_intensity", "Intensity", "% of motor threshold", 10, 5, "intensity_percent"
+    ),
+)
+DOSE_BY_NAME = {d.name: d for d in DOSE_NUMBERS}
+
+
+@dataclass(frozen=True)
 class TextField:
     """A searchable or stored field that is not a facet."""
 
@@ -279,6 +318,7 @@ FIELDS: tuple[TextField, ...] = (
     TextField("level_rank", "column", column_type="B"),
     TextField("class_rank", "column", column_type="B"),
     TextField("year_sort", "column", column_type="H"),
+    *(TextField(d.field, "keyword") for d in DOSE_NUMBERS),
 )
 SEARCH_FIELDS = ("text", "authors")
 # Sorts and the columns they order by (ties by document number).
@@ -343,6 +383,8 @@ class Registry:
         for alias, target in FACET_ALIASES.items():
             if target in self._facets:
                 out[alias] = self._facets[target].vocabulary
+        for number in DOSE_NUMBERS:
+            out.setdefault(number.name, None)
         return out
 
     def field_of(self, query_name: str) -> str:

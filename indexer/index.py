@@ -30,11 +30,11 @@ from whoosh.columns import NumericColumn
 from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
 from whoosh.support.charset import accent_map
 
-from .fields import FACETS, FIELDS
+from .fields import DOSE_NUMBERS, FACETS, FIELDS
 from .fsio import atomic_write, process_lock
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 9  # 8: dose data on studies and question pages; 9: pages.json (evidence map)
+SCHEMA_VERSION = 10  # 8: dose data; 9: pages.json (evidence map); 10: numeric dose fields
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
@@ -284,7 +284,7 @@ def _to_fields(doc: dict[str, Any]) -> dict[str, Any]:
     fields = {k: v for k, v in doc.items() if k != "hash"}
     for facet in FACETS:
         fields.setdefault(facet.name, [] if facet.multi else "")
-    for name in (*FACETS.multi_valued, "concepts"):
+    for name in (*FACETS.multi_valued, "concepts", *(d.field for d in DOSE_NUMBERS)):
         fields[name] = " ".join(fields.get(name) or [])
     return fields
 

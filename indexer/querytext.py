@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import QueryError
-from .fields import FACETS
+from .fields import DOSE_BY_NAME, FACETS, DoseNumber
 from .vocab import Vocabularies, fold
 
 MAX_QUERY_LENGTH = 500
@@ -21,6 +21,22 @@ STOP_WORDS = frozenset(
     "a an and are as at be by for from in into is of on or the to with de des du la le les et en "
     "pour par sur un une dans".split()
 )
+# Words of a clinician's question that name no content: "how many sessions ..." asks about dose.
+QUESTION_WORDS = frozenset("how many much".split())
+# Dose words: shown as understood (every study hit carries its dose), not required as text.
+DOSE_WORDS = {
+    "sessions": "number of sessions",
+    "session": "number of sessions",
+    "dose": "dose",
+    "dosage": "dose",
+    "pulses": "pulses per session",
+    "séances": "number of sessions",
+    "疗程": "number of sessions",
+    "療程": "number of sessions",
+}
+# `pulses:[1000 TO 3000]` (Whoosh's range syntax, with spaces) as one token, before tokenising.
+DOSE_RANGE = re.compile(r"\b([A-Za-z_]+):\[\s*([\d.]*)\s+TO\s+([\d.]*)\s*\]", re.IGNORECASE)
+DOSE_VALUE = re.compile(r"^(?:(>=|<=|>|<)?(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)?\.\.(\d+(?:\.\d+)?)?)$")
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 TOKEN = re.compile(r'"[^"]*"?|[()]|[^\s()"]+')
 FIELDED = re.compile(r"^([A-Za-z_]+):(.*)$")
@@ -62,6 +78,7 @@ def understand(text: str, vocab: Vocabularies) -> Understood:
     """Rewrite `text` with synonym expansion; raise QueryError for an unusable query."""
     if len(text) > MAX_QUERY_LENGTH:
         raise QueryError(f"query is {len(text)} characters long; the limit is {MAX_QUERY_LENGTH}")
+    text = DOSE_RANGE.sub(lambda m: f"{m.group(1)}:{m.group(2)}..{m.group(3)}", text)
     tokens = TOKEN.findall(text)
     for token, following in zip(tokens, tokens[1:], strict=False):
         if token == "NOT" and following in OPERATORS:  # Whoosh's parser crashes on these
@@ -97,7 +114,10 @@ def _expand_words(words: list[str], vocab: Vocabularies, found: list[Expansion])
                 i += size
                 break
         else:
-            if words[i].lower() not in STOP_WORDS:
+            word = words[i].lower()
+            if word in DOSE_WORDS:
+                found.append(Expansion(words[i], "dose", word, DOSE_WORDS[word]))
+            elif word not in STOP_WORDS and word not in QUESTION_WORDS:
                 out.append(_cjk(words[i], vocab, found))
             i += 1
     return out
@@ -142,6 +162,14 @@ def _rewrite_token(token: str, vocab: Vocabularies, found: list[Expansion]) -> s
     if not match:
         return token
     name, value = match.group(1).lower(), match.group(2)
+    number = DOSE_BY_NAME.get(name)
+    if number is not None and DOSE_VALUE.match(value):
+        return _dose_query(number, value)
+    if number is not None and number.name not in FACETS:
+        raise QueryError(
+            f"'{name}:{value}' is not a number or a range "
+            f"(e.g. {name}:10, {name}:>=5, {name}:[5 TO 20]; unit: {number.unit})"
+        )
     known = FACETS.query_fields()
     if name not in known:
         close = difflib.get_close_matches(name, list(known), n=1)
@@ -157,6 +185,30 @@ def _rewrite_token(token: str, vocab: Vocabularies, found: list[Expansion]) -> s
     if facet is not None and facet.values is not None and value and not set(value) & set('"*?[]{}()'):
         value = facet.normalise(value, vocab)
     return f"{field}:{value}"
+
+
+def _dose_query(number: DoseNumber, value: str) -> str:
+    """`sessions:>=10` -> a range of the zero-padded terms the index holds for that parameter."""
+    match = DOSE_VALUE.match(value)
+    assert match is not None
+    op, single, low, high = match.groups()
+    bottom, top = number.term(0), number.top
+    if single is not None:
+        x = float(single)
+        if not op:
+            return f"{number.field}:{number.term(x)}"
+        step = 1 / number.scale  # > and < exclude the value itself, at the field's precision
+        bounds = {
+            ">=": (number.term(x), top),
+            ">": (number.term(x + step), top),
+            "<=": (bottom, number.term(x)),
+            "<": (bottom, number.term(max(0.0, x - step))),
+        }[op]
+    else:
+        if low and high and float(low) > float(high):
+            raise QueryError(f"'{number.name}:{value}': the lower bound is above the upper one")
+        bounds = (number.term(float(low)) if low else bottom, number.term(float(high)) if high else top)
+    return f"{number.field}:[{bounds[0]} TO {bounds[1]}]"
 
 
 def _resolve_value(

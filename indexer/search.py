@@ -76,6 +76,7 @@ class SearchIndex:
             opened = self.generation()
             query = normalise(query, opened.vocab)
             understood = understand(query.text, opened.vocab)
+            query = dose_intent(query, understood)
         except QueryError as exc:
             return Results(query, error=str(exc))
         if cache:
@@ -103,7 +104,9 @@ class SearchIndex:
         opened = self.generation()
         budget = Budget(self.budget_ms)
         query = normalise(replace(query, page=1, page_size=MAX_PAGE_SIZE), opened.vocab)
-        parsed = opened.parse(understand(query.text, opened.vocab).text, budget)
+        understood = understand(query.text, opened.vocab)
+        query = dose_intent(query, understood)
+        parsed = opened.parse(understood.text, budget)
         matched = opened.store.filtered(
             opened.match(parsed, budget) if parsed is not None else opened.store.alive, query.filter_map
         )
@@ -449,6 +452,16 @@ def _suggest(opened: Generation, text: str, within: Mask | None, budget: Budget)
     if within is not None:
         docs &= within
     return correction if docs.any() else None
+
+
+def dose_intent(query: Query, understood: Understood) -> Query:
+    """A question about dose ("how many sessions ...") is answered by studies, each with its dose:
+    the type filter says so on the page and can be removed like any other."""
+    if query.filter_map.get("type") or not any(e.vocabulary == "dose" for e in understood.expansions):
+        return query
+    return Query.make(
+        query.text, {**query.filter_map, "type": ("study",)}, query.sort, query.page, query.page_size
+    )
 
 
 def key_aliases(index_dir: Path) -> dict[str, str]:
