@@ -34,7 +34,7 @@ from .fields import DOSE_NUMBERS, FACETS, FIELDS
 from .fsio import atomic_write, process_lock
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 10  # 8: dose data; 9: pages.json (evidence map); 10: numeric dose fields
+SCHEMA_VERSION = 11  # 8: dose data; 9: pages.json; 10: numeric dose fields; 11: map as data only
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"

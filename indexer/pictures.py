@@ -116,16 +116,25 @@ def _plot_description(points: list[dict[str, Any]], missing: list[dict[str, Any]
     )
 
 
-def evidence_map(rows: list[dict[str, Any]], columns: list[dict[str, Any]]) -> dict[str, Any]:
-    """Grid geometry for conditions (rows) x interventions (columns); cells come filled by the caller."""
-    cell_w, cell_h, head_w, head_h = 124, 64, 200, 96
+def evidence_map(view: dict[str, Any]) -> dict[str, Any]:
+    """Grid geometry for conditions (rows) x interventions (columns) of questions.evidence_map_view."""
+    cell_w, cell_h, head_w, head_h = 124, 52, 250, 170
+    rows = [dict(r, y=head_h + i * cell_h) for i, r in enumerate(view["rows"])]
+    columns = [dict(c, x=head_w + j * cell_w) for j, c in enumerate(view["columns"])]
+    y_of = {r["id"]: r["y"] for r in rows}
+    x_of = {c["id"]: c["x"] for c in columns}
     return {
-        "width": head_w + cell_w * len(columns) + 8,
+        "width": head_w + cell_w * len(columns) + 150,  # room for the last rotated heading
         "height": head_h + cell_h * len(rows) + 8,
         "cell_w": cell_w,
         "cell_h": cell_h,
         "head_w": head_w,
         "head_h": head_h,
-        "rows": [dict(r, y=head_h + i * cell_h) for i, r in enumerate(rows)],
-        "columns": [dict(c, x=head_w + j * cell_w) for j, c in enumerate(columns)],
+        "rows": rows,
+        "columns": columns,
+        "cells": [
+            dict(cell, x=x_of[cell["column"]], y=y_of[cell["row"]])
+            for cell in view["cells"]
+            if cell["column"] in x_of and cell["row"] in y_of
+        ],
     }

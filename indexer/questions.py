@@ -431,7 +431,9 @@ def sort_comparison(
 
 
 def evidence_map_view(kb: KB) -> dict[str, Any]:
-    """Conditions x interventions: each cell a question with its sources' verdicts and its studies."""
+    """Conditions x interventions: each cell a question with its sources' verdicts and its studies.
+
+    Data only (stored with each index generation); pictures.evidence_map lays it out when shown."""
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     rows: dict[str, str] = {}
     columns: dict[str, str] = {}
@@ -455,22 +457,11 @@ def evidence_map_view(kb: KB) -> dict[str, Any]:
                 "studies": len(studies_on(kb, question, list(verdicts_on(kb, question.id)))),
             }
         )
-    row_list = [{"id": k, "label": v} for k, v in sorted(rows.items(), key=lambda kv: kv[1])]
-    column_list = [{"id": c, "label": c} for c in sorted(columns)]
-    grid = pictures.evidence_map(row_list, column_list)
-    grid["cells"] = [
-        {
-            "row": r["id"],
-            "column": c["id"],
-            "x": c["x"],
-            "y": r["y"],
-            "questions": cells[(r["id"], c["id"])],
-        }
-        for r in grid["rows"]
-        for c in grid["columns"]
-        if (r["id"], c["id"]) in cells
-    ]
-    return grid
+    return {
+        "rows": [{"id": k, "label": v} for k, v in sorted(rows.items(), key=lambda kv: kv[1])],
+        "columns": [{"id": c, "label": c} for c in sorted(columns)],
+        "cells": [{"row": r, "column": c, "questions": qs} for (r, c), qs in sorted(cells.items())],
+    }
 
 
 def _intervention_label(kb: KB, question: Question) -> str:

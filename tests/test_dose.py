@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer import dose, pipeline, questions
+from indexer import dose, pictures, pipeline, questions
 from indexer.models import Arm, Source, Study
 from indexer.settings import Settings
 
@@ -130,6 +130,8 @@ def test_comparison_sorts_by_a_column_with_unknown_values_last(kb: pipeline.KB) 
 
 
 def test_evidence_map_links_every_question_once(kb: pipeline.KB) -> None:
-    grid = questions.evidence_map_view(kb)
+    grid = pictures.evidence_map(questions.evidence_map_view(kb))
     shown = [q["question"] for cell in grid["cells"] for q in cell["questions"]]
     assert sorted(shown) == sorted(kb.questions)
+    for cell in grid["cells"]:  # inside the picture, under its row and column headings
+        assert grid["head_w"] <= cell["x"] < grid["width"] and grid["head_h"] <= cell["y"] < grid["height"]

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
 
+from .. import pictures
 from ..evidence import evidence_table
 from ..export import FORMATS
 from ..fields import FACETS, REFERENCE_PREFIX, TYPE_LABELS
@@ -89,10 +90,10 @@ def question_summary(question_id: str) -> Any:
 
 @bp.get("/map")
 def evidence_map() -> Any:
-    grid = state().index.stored_page("evidence_map")
-    if grid is None:
+    view = state().index.stored_page("evidence_map")
+    if view is None:
         abort(503, description="The evidence map is not in this index yet: run tmskb index")
-    return render_template("map.html", grid=grid)
+    return render_template("map.html", grid=pictures.evidence_map(view))
 
 
 @bp.get("/evidence")
