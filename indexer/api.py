@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import export as ex
+from .answers import answers
 from .build import ensure_index
 from .query import DEFAULT_PAGE_SIZE, Query, Results, parse_params
 from .search import SearchIndex
@@ -72,6 +73,10 @@ class KB:
     ) -> Results:
         """One page of results (check `.ok` / `.error`)."""
         return self.index.search(_query(text, sort, filters, page, page_size))
+
+    def answers(self, text: str = "", **filters: Any) -> list[dict[str, Any]]:
+        """The question cards the search page shows first (empty unless the query names a condition)."""
+        return answers(self.index, self.index.search(_query(text, "evidence", filters)))
 
     def rows(
         self, text: str = "", *, table: str = "records", sort: str = "evidence", **filters: Any

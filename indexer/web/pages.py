@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
 
 from .. import pictures
+from ..answers import answers
 from ..evidence import evidence_table
 from ..export import FORMATS
 from ..fields import FACETS, REFERENCE_PREFIX, TYPE_LABELS
@@ -25,7 +26,10 @@ bp = Blueprint("pages", __name__)
 def home() -> Any:
     query = current_query()
     results = state().index.search(query)
-    return render_template("search.html", results=results, query=query), 200 if results.ok else 400
+    cards = answers(state().index, results) if query.page == 1 else []
+    return render_template("search.html", results=results, query=query, answers=cards), (
+        200 if results.ok else 400
+    )
 
 
 @bp.get("/records/<path:doc_id>")
