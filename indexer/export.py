@@ -162,7 +162,7 @@ class Format:
     label: str
     extension: str
     mimetype: str
-    kind: str  # "table" (records or evidence rows) or "references"
+    kind: str  # "table" (records or evidence rows), "references" or "bundle" (the hits' documents)
     binary: bool = False
     linked: bool = True  # offered as a download link on the pages (xlsx needs an optional extra)
 
@@ -190,6 +190,9 @@ FORMATS: dict[str, Format] = {
         Format("bibtex", "BibTeX", "bib", "application/x-bibtex; charset=utf-8", "references"),
         Format("ris", "RIS", "ris", "application/x-research-info-systems; charset=utf-8", "references"),
         Format("csljson", "CSL-JSON", "csl.json", "application/vnd.citationstyles.csl+json", "references"),
+        Format(
+            "fhir", "FHIR R5", "fhir.json", "application/fhir+json; fhirVersion=5.0", "bundle", linked=False
+        ),
     )
 }
 EXTENSIONS = {f.extension: f.name for f in FORMATS.values()}
@@ -217,6 +220,11 @@ def check(where: Where, query: Query, fmt: str, table: str = "records", *, allow
             import openpyxl  # noqa: F401
         except ImportError:
             raise ExportError("xlsx needs openpyxl: pip install 'tms-evidence-kb[export]'") from None
+    if fmt == "fhir":
+        try:
+            import fhir.resources  # noqa: F401
+        except ImportError:
+            raise ExportError("fhir needs fhir.resources: pip install 'tms-evidence-kb[export]'") from None
     probe = as_index(where).search(replace(query, page=1, page_size=1), cache=False)
     if not probe.ok:
         raise ExportError(f"bad query: {probe.error}")
@@ -557,8 +565,34 @@ def _stream(index: SearchIndex, query: Query, fmt: str, table: str) -> Iterator[
     spec = FORMATS[fmt]
     if spec.kind == "references":
         yield from _REFERENCE_WRITERS[fmt](references(index, query, table))
+    elif spec.kind == "bundle":
+        yield from _fhir(index, query, table)
     else:
         yield from _TABLE_WRITERS[fmt](rows(index, query, table), columns(table), table)
+
+
+def _fhir(index: SearchIndex, query: Query, table: str) -> Iterator[str]:
+    """A FHIR R5 Bundle of the view (indexer/fhir.py): the hits' documents, in hit order; the
+    evidence table's verdicts bring their linked studies."""
+    from . import fhir
+
+    vocab = index.vocab()
+    scales = [dict(h.fields, data=h.data) for h in index.iter_hits(Query.make("", {"type": ["scale"]}))]
+    builder = fhir.Builder(index.document, vocab.label, scales, index.rulesets())
+    if table == "evidence":
+        docs: Iterator[dict[str, Any] | None] = (
+            index.document(row.id) for _, row in _evidence_rows(index, query)
+        )
+    else:
+        docs = (dict(hit.fields, data=hit.data) for hit in index.iter_hits(query))
+
+    def entries() -> Iterator[dict[str, Any]]:
+        yield from builder.codesystems()
+        for doc in docs:
+            if doc is not None:
+                yield from builder.entries(doc, with_studies=table == "evidence")
+
+    yield from fhir.write_bundle(fhir.bundle_head(), entries())
 
 
 def cell(value: Any) -> str:

@@ -4,6 +4,10 @@
     api      /api/search, /api/records/<id>, /api/evidence, /api/openapi.json
     exports  /search.<ext>, /evidence.<ext>                 downloads (docs/export.md)
 
+Pages and API answers carry an ETag and a Last-Modified date and answer conditional GETs with
+304 (`conditional`); read-only API answers allow any origin (CORS). The OpenAPI document
+(openapi-base.json) states both for clients.
+
 Every view reads its parameters with indexer.query.parse_params and its data from one
 SearchIndex kept in `app.extensions["tmskb"]`; errors of every view go through
 `errors.error_response`, which answers HTML to a browser and JSON to the API.
@@ -11,15 +15,19 @@ SearchIndex kept in `app.extensions["tmskb"]`; errors of every view go through
 
 from __future__ import annotations
 
+import hashlib
+from datetime import date, datetime, time
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
+from ..errors import IndexMissing
 from ..settings import PACKAGE_ROOT, resolve_settings
 from . import errors
-from .state import WebState
+from .state import WebState, state
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -70,7 +78,61 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             response.location = relative_location(response.location)
         return response
 
+    release = code_token()
+
+    @app.after_request
+    def caching_and_cors(response: Response) -> Response:
+        if request.method in ("GET", "HEAD") and request.blueprint in ("pages", "api"):
+            if response.status_code == 200:
+                response = conditional(response, release)
+            if request.blueprint == "api" and response.status_code in (200, 304):
+                response.headers["Access-Control-Allow-Origin"] = "*"  # read-only, no credentials
+                response.headers["Access-Control-Expose-Headers"] = "ETag"
+        return response
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return app.send_static_file("favicon.ico")
+
     return app
+
+
+def conditional(response: Response, release: str) -> Response:
+    """ETag and Last-Modified for a page or API answer, and a 304 when the client has it.
+
+    What a 200 shows depends only on the index generation, the request's path and query, the
+    code (`release`) and, on pages, the date (printable views state it): so those make the
+    ETag, and the generation's build time (the start of today, if later, on pages) is the
+    Last-Modified date. `no-cache` makes caches ask again, so a new generation shows at once."""
+    try:
+        about = state().index.about()
+    except IndexMissing:
+        return response
+    page = request.blueprint == "pages"
+    today = date.today()
+    parts = (release, str(about.get("version")), str(about.get("generation")), request.full_path)
+    tag = hashlib.sha256("\0".join(parts + ((today.isoformat(),) if page else ())).encode()).hexdigest()
+    response.set_etag(tag[:32], weak=True)  # weak: the bytes are not hashed (and may be re-encoded)
+    if about.get("built"):
+        built = datetime.strptime(str(about["built"]), "%Y-%m-%dT%H:%M:%S%z")
+        midnight = datetime.combine(today, time()).astimezone()
+        response.last_modified = max(built, midnight) if page else built
+    if not response.cache_control.no_store:
+        response.cache_control.no_cache = True
+    response.make_conditional(request)  # in place: 304 and no body when the client has it
+    return response
+
+
+@cache
+def code_token() -> str:
+    """A digest of the code, templates and static files, read once per process: a release that
+    changes what a page shows changes its ETag even when the index does not change."""
+    digest = hashlib.sha256()
+    for folder in ("indexer", "templates", "static"):
+        for path in sorted((PACKAGE_ROOT / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(PACKAGE_ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def relative_location(location: str) -> str:

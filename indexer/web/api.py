@@ -1,4 +1,7 @@
-"""The JSON API: one page of results, one record, the evidence table, and its OpenAPI document."""
+"""The JSON API: one page of results, one record, the evidence table, and its OpenAPI document.
+
+Every answer but the OpenAPI document (whose own version is `info.version`) carries `version`,
+the version of the JSON shapes (query.JSON_VERSION), bumped on incompatible changes."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from flask import Blueprint, jsonify
 from ..documents import plain
 from ..evidence import evidence_table
 from ..fields import FACETS
-from ..query import results_json
+from ..query import JSON_VERSION, results_json
 from .errors import error_response
 from .pages import find_document
 from .state import current_query, state
@@ -32,7 +35,7 @@ def search() -> Any:
 
 @bp.get("/records/<path:doc_id>")
 def record(doc_id: str) -> Any:
-    return jsonify({"ok": True, "record": find_document(doc_id)})
+    return jsonify({"version": JSON_VERSION, "ok": True, "record": find_document(doc_id)})
 
 
 @bp.get("/questions/<path:doc_id>")
@@ -40,13 +43,13 @@ def question(doc_id: str) -> Any:
     doc = state().index.document(doc_id)
     if doc is None or doc.get("type") != "question":
         return error_response(404, f"No question with id '{doc_id}'")
-    return jsonify({"ok": True, "question": doc})
+    return jsonify({"version": JSON_VERSION, "ok": True, "question": doc})
 
 
 @bp.get("/evidence")
 def evidence() -> Any:
     groups = evidence_table(state().index, current_query())  # a QueryError becomes a 400
-    return jsonify({"ok": True, "groups": [plain(g) for g in groups]})
+    return jsonify({"version": JSON_VERSION, "ok": True, "groups": [plain(g) for g in groups]})
 
 
 @bp.get("/openapi.json")
