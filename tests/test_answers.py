@@ -67,5 +67,10 @@ def test_no_condition_no_cards_and_only_on_the_first_page(index: Path) -> None:
     assert 'id="answers"' not in client.get("/?q=motor+cortex").get_data(as_text=True)
 
 
-def test_the_python_api_gives_the_same_cards(index: Path) -> None:
-    assert api.open_kb(index_dir=index).answers("shingles") == _cards(index, q="shingles")
+def test_the_python_and_json_apis_give_the_same_cards(index: Path) -> None:
+    cards = _cards(index, q="shingles")
+    assert api.open_kb(index_dir=index).answers("shingles") == cards
+    client = create_app({"TESTING": True, "INDEX_DIR": str(index)}).test_client()
+    body = client.get("/api/search?q=shingles").get_json()
+    assert body["answers"] == cards and body["hits"]  # answers beside the hits
+    assert client.get("/api/search?q=motor+cortex").get_json()["answers"] == []

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
+from ..answers import answers
 from ..documents import plain
 from ..evidence import evidence_table
 from ..fields import FACETS
@@ -27,10 +28,13 @@ OPENAPI_BASE = Path(__file__).with_name("openapi-base.json")
 
 @bp.get("/search")
 def search() -> Any:
-    results = state().index.search(current_query())
+    query = current_query()
+    results = state().index.search(query)
     if not results.ok:
         return error_response(400, results.error or "bad query")
-    return jsonify(results_json(results))
+    body = results_json(results)
+    body["answers"] = answers(state().index, results) if query.page == 1 else []
+    return jsonify(body)
 
 
 @bp.get("/records/<path:doc_id>")
