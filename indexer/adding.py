@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from . import index as idx
 from . import pipeline
-from .bib import parse_bib_text
+from .bib import decode_bib, parse_bib_text
 from .bibwrite import (
     ATTEMPTS,
     FIELD_ORDER,
@@ -44,7 +45,7 @@ from .duplicates import (
 )
 from .errors import KBError, ProblemsFound
 from .fsio import GRACE, Snapshot
-from .importers import Candidate, read_candidates
+from .importers import Candidate, decode_input, read_candidates
 from .keys import STOP_WORDS, ascii_fold, make_key
 from .models import Problem
 from .rekey import rekey
@@ -81,6 +82,7 @@ class AddReport:
     refused: list[tuple[Candidate, list[tuple[str, str]]]]
     problems: list[Problem]
     diff: str
+    skipped: list[Problem] = field(default_factory=list)  # with skip_bad: the entries left out, and why
     written: bool = False
     indexed: bool = False
     index_error: str | None = None  # why the index could not be updated (the entries are written)
@@ -99,34 +101,40 @@ class _Attempt:
 
 def add_references(
     settings: Settings,
-    inputs: list[tuple[str, str]],
+    inputs: Sequence[tuple[str, str | bytes]],
     *,
     fmt: str | None = None,
     verification: str = "as-cited",
     force: bool = False,
     not_duplicate: bool = False,
     dry_run: bool = False,
+    skip_bad: bool = False,
 ) -> AddReport:
-    """Add the references of `inputs` ((shown name, text) pairs) to the bibliography.
+    """Add the references of `inputs` ((shown name, text or bytes) pairs) to the bibliography.
 
-    Nothing is written if any input has a problem, if a suspected duplicate is found (unless
+    Every entry is checked as `tmskb check` would check it in references.bib before anything is
+    written. Nothing is written if any input has a problem (with `skip_bad`, the entries with
+    problems are left out and listed in `skipped`), if a suspected duplicate is found (unless
     `force`, or `not_duplicate`, which also remembers the pairs), or with `dry_run`.
     """
-    candidates: list[Candidate] = []
-    problems: list[Problem] = []
-    for shown, text in inputs:
-        found, found_problems = read_candidates(text, shown, fmt)
-        candidates += found
-        problems += found_problems
-    if problems:
-        return AddReport([], [], sorted(problems), "")
+    candidates, problems = _read_inputs(inputs, fmt)
+    skipped: list[Problem] = []
+    if problems and skip_bad:
+        bad = {id(p) for p in problems}
+        candidates = [c for c in candidates if not any(id(p) in bad for p in c.problems)]
+        skipped, problems = problems, []
+    if problems or (skip_bad and not candidates):
+        return AddReport([], [], sorted(problems), "", sorted(skipped))
     bib = settings.bib_path
     tried: list[_Attempt] = []
 
     def change(snapshot: Snapshot, committed: bool) -> tuple[bytes | None, _Attempt]:
         if committed and tried and "\n".join(tried[-1].entries).encode("utf-8") in snapshot.data:
             return None, replace(tried[-1], current=False)  # the other program kept our entries
-        attempt = _attempt(settings, snapshot, candidates, verification, force, not_duplicate, dry_run)
+        attempt = _attempt(
+            settings, snapshot, candidates, verification, force, not_duplicate, dry_run, skip_bad
+        )
+        attempt.report.skipped = sorted(skipped + attempt.report.skipped)
         tried.append(attempt)
         return attempt.new, attempt
 
@@ -138,7 +146,7 @@ def add_references(
             missing = Problem(
                 shown, 1, reason="bibliography file not found", hint="create it or point TMSKB_BIB at it"
             )
-            return AddReport([], [], [missing], "")
+            return AddReport([], [], [missing], "", sorted(skipped))
         report = done.report
         if report.written and done.current and done.new is not None:
             try:
@@ -176,6 +184,7 @@ def _attempt(
     force: bool,
     not_duplicate: bool,
     dry_run: bool,
+    skip_bad: bool = False,
 ) -> _Attempt:
     """Check the candidates against this snapshot of the bibliography and make its new bytes."""
     current = _index_matches(settings, snapshot)
@@ -188,20 +197,76 @@ def _attempt(
         settled(snapshot)
         refused = [(candidates[i], hits) for i, hits in sorted(duplicates.items())]
         return _Attempt(AddReport([], refused, [], ""))
-    added, problems = _assign_keys(candidates, {k.key for k in known})
-    if problems:
+    added, entries, problems, skipped = _entries(candidates, {k.key for k in known}, verification, skip_bad)
+    if problems or not added:
         settled(snapshot)
-        return _Attempt(AddReport([], [], problems, ""))
-    entries = [format_entry(key, c, verification) for key, c in added]
+        return _Attempt(AddReport([], [], problems, "", skipped))
     diff = "".join(f"+{line}\n" for entry in entries for line in ["", *entry.splitlines()])
     if dry_run:
-        return _Attempt(AddReport(added, [], [], diff))
+        return _Attempt(AddReport(added, [], [], diff, skipped))
     if not_duplicate and duplicates:
         pairs = [(identity(candidates[i]), key) for i, hits in duplicates.items() for key, _ in hits]
         remember_not_duplicates(settings.kb_dir, [p for p in pairs if not p[1].startswith("#")])
-    report = AddReport(added, [], [], diff, written=True)
+    report = AddReport(added, [], [], diff, skipped, written=True)
     new = appended(snapshot.data, entries)
     return _Attempt(report, new, len(snapshot.data), current, entries)
+
+
+def _entries(
+    candidates: list[Candidate], taken: set[str], verification: str, skip_bad: bool
+) -> tuple[list[tuple[str, Candidate]], list[str], list[Problem], list[Problem]]:
+    """Keys and entries for the candidates, each checked as `tmskb check` checks references.bib.
+
+    Returns (added, entries, problems, skipped): with `skip_bad`, candidates whose entry would
+    not pass are skipped (and the others get their keys again, as if those were never there).
+    """
+    skipped: list[Problem] = []
+    for _ in range(2):
+        added, problems = _assign_keys(candidates, set(taken))
+        entries = [format_entry(key, c, verification) for key, c in added]
+        memo: dict[str, tuple[str, str]] = {}
+        problems += [
+            p
+            for (key, c), entry in zip(added, entries, strict=True)
+            for p in _check_entry(key, c, entry, memo)
+        ]
+        if not problems or not skip_bad:
+            return added, entries, sorted(problems), skipped
+        bad = {(p.path, p.line) for p in problems}
+        candidates = [c for c in candidates if (c.source, c.line) not in bad]
+        skipped += problems
+    return [], [], sorted(problems), skipped
+
+
+def _check_entry(
+    key: str, candidate: Candidate, entry: str, memo: dict[str, tuple[str, str]]
+) -> list[Problem]:
+    """What `tmskb check` would report about `entry` in references.bib, at the candidate's place."""
+    references, problems = parse_bib_text(entry, candidate.source, memo)
+    if not problems and list(references) != [key]:
+        problems = [
+            Problem(candidate.source, 1, key, "", "the entry written for it does not read back as one entry")
+        ]
+    return [Problem(candidate.source, candidate.line, key, p.field, p.reason, p.hint) for p in problems]
+
+
+def _read_inputs(
+    inputs: Sequence[tuple[str, str | bytes]], fmt: str | None
+) -> tuple[list[Candidate], list[Problem]]:
+    candidates: list[Candidate] = []
+    problems: list[Problem] = []
+    for shown, data in inputs:
+        if isinstance(data, bytes):
+            text, found_problems = decode_input(data, shown)
+            problems += found_problems
+            if text is None:
+                continue
+        else:
+            text = data
+        found, found_problems = read_candidates(text, shown, fmt)
+        candidates += found
+        problems += found_problems
+    return candidates, problems
 
 
 def _index_matches(settings: Settings, snapshot: Snapshot) -> bool:
@@ -225,12 +290,9 @@ def _known(settings: Settings, snapshot: Snapshot, current: bool) -> tuple[list[
     rows = idx.known_rows(settings.index_dir) if current else None
     if rows is None:
         shown = settings.relative(settings.bib_path)
-        try:
-            text = snapshot.data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            reason = f"not UTF-8 ({exc.reason} at byte {exc.start})"
-            return [], [Problem(shown, 1, reason=reason, hint="save the file as UTF-8")]
-        references, problems = parse_bib_text(text, shown)
+        text, problems = decode_bib(snapshot.data, shown)
+        references, found = parse_bib_text(text, shown)
+        problems += found
         if problems:
             return [], problems
         rows = known_references(references.values())
@@ -242,17 +304,20 @@ def _assign_keys(
 ) -> tuple[list[tuple[str, Candidate]], list[Problem]]:
     """Keep a key the import file gives when it is free; a taken one is an error (keys never change)."""
     lowered = {k.lower() for k in taken}
+    mine: dict[str, Candidate] = {}
     added, problems = [], []
     for candidate in candidates:
         key = candidate.given_key
         if key and key.lower() in lowered:
+            first = mine.get(key.lower())
+            where = "references.bib" if first is None else f"{first.source} (line {first.line})"
             problems.append(
                 Problem(
                     candidate.source,
                     candidate.line,
                     key,
                     "key",
-                    f"key collision: '{key}' is already in references.bib",
+                    f"key collision: '{key}' is already in {where}",
                     "remove the key from the import file to get a new one, or skip the entry",
                 )
             )
@@ -260,6 +325,7 @@ def _assign_keys(
         key = key or make_key(candidate, taken)
         taken.add(key)
         lowered.add(key.lower())
+        mine[key.lower()] = candidate
         added.append((key, candidate))
     return added, problems
 

@@ -1,27 +1,34 @@
-"""Parse references.bib with bibtexparser 2.x into References, collecting every problem.
+"""Parse BibTeX (references.bib and imported files) with bibtexparser 2.x, collecting every problem.
 
-bibtexparser reports 0-based lines and silently accepts a few malformed inputs (an entry
-without a key, a missing comma swallowed into the previous value, undefined macros);
-this module turns all of that into Problems with 1-based lines.
+Two steps, shared by `tmskb check`, the index and `tmskb add`: `read_source` gives each entry's
+values as BibTeX source text (field names in lower case, enclosing braces or quotes removed,
+@string macros and `#` concatenation resolved, biblatex fields mapped to BibTeX ones, crossref
+parents' fields filled in); `decode` turns one into a Reference for display and indexing (LaTeX
+decoded, names split; url, doi and file values verbatim). bibtexparser reports 0-based lines,
+miscounts them after a backslash at the end of a line, and silently accepts a few malformed
+inputs (an entry without a key, a missing comma swallowed into the previous value, undefined
+macros); this module turns all of that into Problems with 1-based lines.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bibtexparser
 from bibtexparser import model
-from bibtexparser.middlewares import (
-    LatexDecodingMiddleware,
-    RemoveEnclosingMiddleware,
-    ResolveStringReferencesMiddleware,
-    SeparateCoAuthors,
-    SplitNameParts,
+from bibtexparser.middlewares import LatexDecodingMiddleware
+from bibtexparser.middlewares.names import (
+    InvalidNameError,
+    NameParts,
+    parse_single_name_into_parts,
+    split_multiple_persons_names,
 )
-from bibtexparser.middlewares.names import NameParts
 
 from .models import VERIFICATION_VALUES, Author, Problem, Reference
 
@@ -29,7 +36,8 @@ from .models import VERIFICATION_VALUES, Author, Problem, Reference
 logging.getLogger("bibtexparser").addHandler(logging.NullHandler())
 logging.getLogger("bibtexparser").propagate = False
 
-MONTH_MACROS = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+MONTHS = ("January February March April May June July August September October November December").split()
+MONTH_MACROS = {m[:3].lower() for m in MONTHS}
 REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
     # each inner tuple: at least one of these fields must be present
     # A title is not required: primary studies known only from an abstract record may lack one.
@@ -47,6 +55,39 @@ PMCID_RE = re.compile(r"^PMC\d+$")
 KEY_RE = re.compile(r"@\s*\w+\s*[{(]\s*([^,\s{}()]*)")
 SWALLOWED_FIELD_RE = re.compile(r"\n\s*([A-Za-z][\w-]*)\s*=\s*[{\"\d]")
 LATEX_MARKERS = ("\\", "$", "~", "--", "``", "''")
+NAME_FIELDS = ("author", "editor", "translator")
+# Taken as written: no LaTeX decoding ('~' and '--' are part of an address).
+VERBATIM_FIELDS = frozenset(
+    {"url", "doi", "file", "pdf", "eprint", "pmid", "pmcid", "isbn", "issn", "urldate"}
+)
+# biblatex names -> BibTeX names (applied when the BibTeX field is absent)
+BIBLATEX_FIELDS = {"journaltitle": "journal", "location": "address"}
+BIBLATEX_TYPES = {
+    "report": "techreport",
+    "thesis": "phdthesis",
+    "collection": "book",
+    "mvbook": "book",
+    "mvcollection": "book",
+    "reference": "book",
+    "mvreference": "book",
+    "bookinbook": "inbook",
+    "suppbook": "inbook",
+    "inreference": "incollection",
+    "suppcollection": "incollection",
+    "mvproceedings": "proceedings",
+    "electronic": "online",
+    "www": "online",
+    "webpage": "online",
+    "software": "misc",
+    "softwareversion": "misc",
+    "softwaremodule": "misc",
+    "codefragment": "misc",
+    "dataset": "misc",
+}
+# Entries that are not references: they group or configure other entries.
+NOT_REFERENCES = frozenset({"set", "xdata", "ieeetranbstctl"})
+# A crossref child does not take these from its parent (they name the parent itself).
+NOT_INHERITED = frozenset({"crossref", "ids", "entryset", "key", "shorthand", "sortkey", "label"})
 
 
 ACCENTS = {
@@ -139,57 +180,104 @@ class FastLatexDecoding(LatexDecodingMiddleware):
         return super()._transform_python_value_string(python_string)
 
 
-def _line(item: object) -> int:
-    """1-based line of a bibtexparser block or field (it counts from 0)."""
-    start = getattr(item, "start_line", None)
-    return (start or 0) + 1
+class _Lines:
+    """1-based lines of bibtexparser's 0-based ones.
+
+    Its splitter does not count a newline right after a backslash (a LaTeX `\\\\` line break at
+    the end of a line), so every line after one would be reported too early.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._starts: list[int] | None = None
+        if "\\\n" in text:
+            # starts[c]: the first real line that bibtexparser numbers c
+            starts = [0]
+            for number, line in enumerate(text.split("\n")[:-1]):
+                if not line.endswith("\\"):
+                    starts.append(number + 1)
+            self._starts = starts
+
+    def __call__(self, item: object) -> int:
+        start = getattr(item, "start_line", None) or 0
+        if self._starts is not None and 0 <= start < len(self._starts):
+            return self._starts[start] + 1
+        return start + 1
 
 
 def strip_braces(text: str) -> str:
-    """Remove BibTeX protective braces and collapse whitespace: '{rTMS}' -> 'rTMS'."""
-    return " ".join(text.replace("{", "").replace("}", "").split())
+    """Remove BibTeX protective braces and collapse whitespace: '{rTMS}' -> 'rTMS'.
+
+    Braces inside math (`$T_{2}$`) are kept: there they group, and dropping them changes the formula.
+    """
+    if "$" not in text:
+        return " ".join(text.replace("{", "").replace("}", "").split())
+    parts = re.split(r"(?<!\\)(\$[^$]*\$)", text)
+    kept = [
+        p if p.startswith("$") and p.endswith("$") and len(p) > 1 else re.sub(r"[{}]", "", p) for p in parts
+    ]
+    return " ".join("".join(kept).split())
+
+
+def decode_bib(data: bytes, shown: str) -> tuple[str, list[Problem]]:
+    """The text of a bibliography that should be UTF-8; each undecodable line is one problem.
+
+    Bytes that are not UTF-8 are replaced (U+FFFD), so the rest of the file is still read and
+    the records citing its entries do not all fail as well.
+    """
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff"), []
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    problems = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = line[exc.start : exc.end]
+            column = len(line[: exc.start].decode("utf-8", errors="replace")) + 1
+            problems.append(
+                Problem(
+                    shown,
+                    number,
+                    reason=f"not UTF-8: byte {bad.hex(' ')} at column {column} ({exc.reason})",
+                    hint="save the file as UTF-8; the character is shown as \ufffd until then",
+                )
+            )
+    return text, problems
 
 
 def parse_bib(path: Path, shown: str) -> tuple[dict[str, Reference], list[Problem]]:
     """Return references by key and every problem found in the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}, [
             Problem(shown, 1, reason="bibliography file not found", hint="create it or point TMSKB_BIB at it")
         ]
-    except UnicodeDecodeError as exc:
-        return {}, [
-            Problem(
-                shown,
-                1,
-                reason=f"not UTF-8 ({exc.reason} at byte {exc.start})",
-                hint="save the file as UTF-8",
-            )
-        ]
-    return parse_bib_text(text, shown)
+    text, problems = decode_bib(data, shown)
+    references, found = parse_bib_text(text, shown)
+    return references, problems + found
 
 
-def parse_bib_text(text: str, shown: str) -> tuple[dict[str, Reference], list[Problem]]:
-    """Parse BibTeX source text; `shown` is the path used in problems."""
-    library = bibtexparser.parse_string(text, parse_stack=[])
-    problems = _failed_block_problems(library, shown)
-    problems += _raw_entry_problems(library, shown)
-    for middleware in (
-        ResolveStringReferencesMiddleware(True),
-        RemoveEnclosingMiddleware(True),
-        FastLatexDecoding(keep_braced_groups=True),
-        SeparateCoAuthors(True),
-        SplitNameParts(True),
-    ):
-        library = middleware.transform(library)
-    problems += _middleware_problems(library, shown)
+def parse_bib_text(
+    text: str, shown: str, memo: dict[str, tuple[str, str]] | None = None
+) -> tuple[dict[str, Reference], list[Problem]]:
+    """Parse BibTeX source text; `shown` is the path used in problems.
+
+    `memo` keeps decoded values for later calls (values repeat: journals, publishers, macros).
+    """
+    memo = {} if memo is None else memo
+    sources, problems = read_source(text, shown)
     references: dict[str, Reference] = {}
     seen_lower: dict[str, Reference] = {}
-    for entry in library.entries:
-        if not entry.key:
-            continue  # reported by _raw_entry_problems
-        reference = _to_reference(entry, shown)
+    for source in sources:
+        problems += source.problems
+        if not source.key:
+            continue  # reported by read_source
+        reference, found = decode(source, shown, memo=memo)
+        problems += found
+        if reference is None:
+            continue
         first = seen_lower.get(reference.key.lower())
         if first is not None:
             problems.append(
@@ -205,20 +293,220 @@ def parse_bib_text(text: str, shown: str) -> tuple[dict[str, Reference], list[Pr
             continue
         seen_lower[reference.key.lower()] = reference
         references[reference.key] = reference
-        problems += _entry_problems(reference, entry, shown)
+        problems += entry_problems(reference, shown, source.missing_parent)
     return references, problems
 
 
-def _failed_block_problems(library: bibtexparser.Library, shown: str) -> list[Problem]:
+@dataclass
+class Source:
+    """One BibTeX entry as written: each value's source text, macros and crossref resolved."""
+
+    key: str
+    entry_type: str
+    line: int
+    fields: dict[str, str]  # lower-case name -> BibTeX source text, without enclosing braces/quotes
+    field_lines: dict[str, int]
+    raw: str
+    problems: list[Problem] = field(default_factory=list)
+    crossref: str | None = None  # the parent's key, when its fields were filled in
+
+    @property
+    def missing_parent(self) -> str | None:
+        """The crossref key, when no entry of the file has it."""
+        named = strip_braces(self.fields.get("crossref", ""))
+        return named if named and self.crossref is None else None
+
+
+def read_source(text: str, shown: str) -> tuple[list[Source], list[Problem]]:
+    """Every entry of `text` (keyless ones too) and the problems of blocks that are not entries."""
+    text = text.removeprefix("\ufeff")
+    library = bibtexparser.parse_string(text, parse_stack=[])
+    at = _Lines(text)
+    problems = _failed_block_problems(library, shown, at)
+    macros = _macros(library, shown, at, problems)
+    sources = [_source(entry, macros, shown, at) for entry in library.entries]
+    _resolve_crossrefs(sources)
+    return sources, problems
+
+
+def _macros(library: bibtexparser.Library, shown: str, at: _Lines, problems: list[Problem]) -> dict[str, str]:
+    """@string macros by lower-case name, each resolved with the ones defined before it."""
+    macros: dict[str, str] = {}
+    for string in library.strings:
+        value, reason = _resolve(str(string.value), macros)
+        if reason:
+            problems.append(Problem(shown, at(string), string.key, "", reason, _MACRO_HINT))
+        macros[string.key.lower()] = value
+    return macros
+
+
+_MACRO_HINT = "enclose the value in braces, or define it with @string"
+
+
+def _resolve(value: str, macros: dict[str, str]) -> tuple[str, str]:
+    """The text of a raw value (`{a}`, `"a"`, 12, macro, `a # {b}`) and a problem, if any."""
+    value = value.strip()
+    if value[:1] == "{" and value[-1:] == "}" and _balanced_group(value):
+        return value[1:-1], ""  # the common case, however many '#' it holds
+    text, problem, pieces = [], "", _pieces(value)
+    for piece in pieces:
+        if (piece[:1], piece[-1:]) in (("{", "}"), ('"', '"')) and len(piece) > 1:
+            text.append(piece[1:-1])
+        elif piece.isdigit():
+            text.append(piece)
+        elif piece.lower() in macros:
+            text.append(macros[piece.lower()])
+        elif piece.lower() in MONTH_MACROS:
+            text.append(piece if len(pieces) == 1 else MONTHS[_month(piece) - 1])
+        else:
+            text.append(piece)
+            problem = problem or f"undefined macro '{piece}'"
+    return "".join(text), problem
+
+
+def _month(macro: str) -> int:
+    return [m[:3].lower() for m in MONTHS].index(macro.lower()) + 1
+
+
+def _balanced_group(value: str) -> bool:
+    """True if the braces opening `value` close only at its end."""
+    depth = 0
+    for i, char in enumerate(value):
+        if char == "{" and value[i - 1 : i] != "\\":
+            depth += 1
+        elif char == "}" and value[i - 1 : i] != "\\":
+            depth -= 1
+            if depth == 0:
+                return i == len(value) - 1
+    return False
+
+
+def _pieces(value: str) -> list[str]:
+    """`a # {b # c} # "d"` -> ['a', '{b # c}', '"d"']: split on '#' outside braces and quotes."""
+    pieces, depth, quoted, start = [], 0, False, 0
+    for i, char in enumerate(value):
+        escaped = value[i - 1 : i] == "\\"
+        if char == "{" and not escaped:
+            depth += 1
+        elif char == "}" and not escaped:
+            depth -= 1
+        elif char == '"' and depth == 0:
+            quoted = not quoted
+        elif char == "#" and depth == 0 and not quoted:
+            pieces.append(value[start:i].strip())
+            start = i + 1
+    pieces.append(value[start:].strip())
+    return [p for p in pieces if p] or [""]
+
+
+def _source(entry: model.Entry, macros: dict[str, str], shown: str, at: _Lines) -> Source:
+    key, line = entry.key, at(entry)
+    problems = []
+    if not key:
+        problems.append(Problem(shown, line, "", "key", "entry has no citation key", "write @type{key, ...}"))
+    fields: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for fld in entry.fields:
+        name, where = fld.key.lower(), at(fld)
+        if name in fields:
+            problems.append(
+                Problem(
+                    shown,
+                    where,
+                    key,
+                    name,
+                    f"field appears twice in the entry (line {lines[name]}; names ignore case)",
+                    "keep one value",
+                )
+            )
+            continue
+        raw = str(fld.value)
+        swallowed = _swallowed(raw)
+        if swallowed:
+            problems.append(
+                Problem(
+                    shown,
+                    where,
+                    key,
+                    name,
+                    f"value runs into the next field '{swallowed.group(1)}'",
+                    "add the missing comma at the end of this field",
+                )
+            )
+            raw = raw[: swallowed.start()].rstrip()  # the value as meant; the swallowed field is lost
+        value, reason = _resolve(raw, macros)
+        if reason:
+            problems.append(Problem(shown, where, key, name, reason, _MACRO_HINT))
+        fields[name], lines[name] = value, where
+    entry_type = entry.entry_type.lower()
+    entry_type = BIBLATEX_TYPES.get(entry_type, entry_type)
+    _biblatex_fields(fields, lines)
+    return Source(key, entry_type, line, fields, lines, entry.raw or "", problems)
+
+
+def _swallowed(raw: str) -> re.Match[str] | None:
+    """A `name = {` after a line break outside the value's braces and quotes: a missing comma."""
+    for match in SWALLOWED_FIELD_RE.finditer(raw):
+        depth, quoted = 0, False
+        for i, char in enumerate(raw[: match.start()]):
+            if raw[i - 1 : i] == "\\":
+                continue
+            depth += {"{": 1, "}": -1}.get(char, 0)
+            quoted = not quoted if char == '"' and depth == 0 else quoted
+        if depth == 0 and not quoted:
+            return match
+    return None
+
+
+def _biblatex_fields(fields: dict[str, str], lines: dict[str, int]) -> None:
+    """biblatex's journaltitle, location and date as BibTeX's journal, address and year."""
+    for biblatex, bibtex in BIBLATEX_FIELDS.items():
+        if biblatex in fields and bibtex not in fields:
+            fields[bibtex] = fields.pop(biblatex)
+            lines[bibtex] = lines.pop(biblatex)
+    year = re.match(r"\s*(\d{4})\b", fields.get("date", ""))
+    if year and not fields.get("year"):
+        fields["year"], lines["year"] = year.group(1), lines["date"]
+
+
+def _resolve_crossrefs(sources: list[Source]) -> None:
+    """Fill each crossref child's missing fields from its parent (BibTeX's inheritance).
+
+    The parent's title becomes the booktitle of a child that has none (as biblatex does).
+    """
+    by_key = {s.key.lower(): s for s in sources if s.key}
+    for source in sources:
+        current, seen = source, {source.key.lower()}
+        while "crossref" in current.fields:
+            parent = by_key.get(strip_braces(current.fields["crossref"]).lower())
+            if parent is None or parent.key.lower() in seen:
+                break
+            seen.add(parent.key.lower())
+            _inherit(source, parent)
+            current = parent
+
+
+def _inherit(child: Source, parent: Source) -> None:
+    where = child.field_lines.get("crossref", child.line)
+    child.crossref = child.crossref or parent.key
+    part = child.entry_type.startswith("in")  # a part of the parent: its title is the book's
+    for name, value in parent.fields.items():
+        if part and name in ("title", "subtitle"):
+            name = "book" + name
+        if name not in child.fields and name not in NOT_INHERITED:
+            child.fields[name], child.field_lines[name] = value, where
+
+
+def _failed_block_problems(library: bibtexparser.Library, shown: str, at: _Lines) -> list[Problem]:
     problems = []
     for block in library.failed_blocks:
-        line = _line(block)
+        line = at(block)
         match = KEY_RE.match(block.raw or "")
         key = match.group(1) if match else ""
         error = getattr(block, "error", None)
         reason = str(getattr(error, "abort_reason", None) or error or "").strip()
         if isinstance(block, model.DuplicateBlockKeyBlock):
-            first = _line(block.previous_block)
+            first = at(block.previous_block)
             problems.append(
                 Problem(
                     shown,
@@ -255,126 +543,157 @@ def _failed_block_problems(library: bibtexparser.Library, shown: str) -> list[Pr
     return problems
 
 
-def _middleware_problems(library: bibtexparser.Library, shown: str) -> list[Problem]:
-    """Entries a middleware could not process (e.g. unbalanced braces in a name) become failed blocks."""
-    problems = []
-    for block in library.failed_blocks:
-        if isinstance(block, model.MiddlewareErrorBlock):
-            entry = block.ignore_error_block
-            key = getattr(entry, "key", "") or ""
-            names = "name" in str(block.error).lower()
-            fields = getattr(entry, "fields_dict", {}) or {}
-            where = fields.get("author") if names else None
-            problems.append(
-                Problem(
-                    shown,
-                    _line(where or block),
-                    key,
-                    "author" if names else "",
-                    f"cannot be read: {block.error}",
-                    "write names as 'Last, First' joined by ' and '"
-                    if names
-                    else "check that every { has its }",
-                )
-            )
-    return problems
+@functools.cache
+def _decoder() -> FastLatexDecoding:
+    return FastLatexDecoding(keep_braced_groups=True)
 
 
-def _raw_entry_problems(library: bibtexparser.Library, shown: str) -> list[Problem]:
-    """Checks on unprocessed values: missing keys, swallowed fields, macros, '#'."""
-    problems = []
-    macros = {s.key.lower() for s in library.strings} | MONTH_MACROS
-    for entry in library.entries:
-        if not entry.key:
-            problems.append(
-                Problem(
-                    shown,
-                    _line(entry),
-                    "",
-                    "key",
-                    "entry has no citation key",
-                    "write @type{key, ...}",
-                )
-            )
-            continue
-        for fld in entry.fields:
-            problems += _raw_value_problems(entry.key, fld, macros, shown)
-    return problems
+def decode_latex(value: str) -> tuple[str, str]:
+    """A value's LaTeX as Unicode (braces kept, math verbatim) and an error message, if any.
+
+    A bare '%' is literal in BibTeX, but would start a LaTeX comment and swallow the rest;
+    `\\href{url}{text}` is read as its text.
+    """
+    if "%" in value:
+        value = re.sub(r"(?<!\\)%", r"\\%", value)
+    if "\\noopsort" in value:  # a sort key for BibTeX styles: not part of the text
+        value = re.sub(r"\\noopsort\s*\{[^{}]*\}", "", value)
+    if "\\href" in value:
+        value = _unwrap_href(value)
+    return _decoder()._transform_python_value_string(value)
 
 
-def _raw_value_problems(key: str, fld: model.Field, macros: set[str], shown: str) -> list[Problem]:
-    value = str(fld.value).strip()
-
-    def problem(reason: str, hint: str) -> list[Problem]:
-        return [Problem(shown, _line(fld), key, fld.key, reason, hint)]
-
-    swallowed = SWALLOWED_FIELD_RE.search(value)
-    if swallowed:
-        return problem(
-            f"value runs into the next field '{swallowed.group(1)}'",
-            "add the missing comma at the end of this field",
-        )
-    if value[:1] in '{"' or value.isdigit():
-        return []
-    if "#" in value:
-        return problem(
-            "'#' string concatenation is not supported", "write the value out in full inside braces"
-        )
-    if value.lower() not in macros:
-        return problem(f"undefined macro '{value}'", "enclose the value in braces, or define it with @string")
-    return []
+def _unwrap_href(value: str) -> str:
+    out, rest = [], value
+    while (start := rest.find("\\href")) >= 0:
+        url_end = _group_end(rest, start + len("\\href"))
+        text_end = _group_end(rest, url_end) if url_end > 0 else -1
+        if text_end < 0:
+            break
+        out.append(rest[:start] + rest[url_end:text_end].strip())
+        rest = rest[text_end:]
+    return "".join(out) + rest
 
 
-def _to_reference(entry: model.Entry, shown: str) -> Reference:
+def _group_end(text: str, start: int) -> int:
+    """End of the brace group starting at `start` (after spaces), or -1."""
+    while start < len(text) and text[start] == " ":
+        start += 1
+    if start >= len(text) or text[start] != "{":
+        return -1
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return i + 1
+    return -1
+
+
+def decode(
+    source: Source,
+    shown: str,
+    only: Collection[str] | None = None,
+    memo: dict[str, tuple[str, str]] | None = None,
+) -> tuple[Reference | None, list[Problem]]:
+    """A Reference for display and indexing; None (and the problem) if a value cannot be read.
+
+    `only`: decode just these fields (LaTeX decoding is most of the cost of reading a file);
+    `memo`: values decoded before (value -> decoded text and error), added to.
+    """
     fields: dict[str, str] = {}
-    lines: dict[str, int] = {}
-    authors: tuple[Author, ...] = ()
-    for fld in entry.fields:
-        name = fld.key.lower()
-        lines[name] = _line(fld)
-        if name == "author" and isinstance(fld.value, list):
-            authors = tuple(_author(p) for p in fld.value)
-            fields[name] = " and ".join(a.display for a in authors)
+    persons: dict[str, tuple[Author, ...]] = {}
+    for name, value in source.fields.items():
+        if only is not None and name not in only:
+            continue
+        if name in VERBATIM_FIELDS:
+            fields[name] = " ".join(value.split()) if name in ("url", "file") else strip_braces(value)
+            continue
+        decoded = memo.get(value) if memo is not None else None
+        if decoded is None:
+            decoded = decode_latex(value)
+            if memo is not None:
+                memo[value] = decoded
+        text, error = decoded
+        where = source.field_lines.get(name, source.line)
+        if error:
+            reason = f"cannot be read: {error}"
+            return None, [Problem(shown, where, source.key, name, reason, "check that every { has its }")]
+        if name in NAME_FIELDS:
+            try:
+                persons[name] = people(text)
+            except InvalidNameError as exc:
+                hint = "write names as 'Last, First' joined by ' and '"
+                return None, [Problem(shown, where, source.key, name, f"cannot be read: {exc}", hint)]
+            fields[name] = " and ".join(a.display for a in persons[name])
         else:
-            fields[name] = strip_braces(str(fld.value))
+            fields[name] = strip_braces(text)
     if "doi" in fields:
         fields["doi"] = normalise_doi(fields["doi"])
-    return Reference(
-        key=entry.key,
-        entry_type=entry.entry_type.lower(),
+    reference = Reference(
+        key=source.key,
+        entry_type=source.entry_type,
         path=shown,
-        line=_line(entry),
+        line=source.line,
         fields=fields,
-        authors=authors,
-        raw=entry.raw or "",
+        authors=persons.get("author", ()),
+        raw=source.raw,
         verification=fields.get("verification"),
-        field_lines=lines,
+        field_lines=dict(source.field_lines),
+    )
+    return reference, []
+
+
+def people(names: str) -> tuple[Author, ...]:
+    """The persons of a decoded name list ('Doe, Jo and {The TMS Group}'); InvalidNameError if
+    one cannot be split."""
+    return tuple(_author(parse_single_name_into_parts(n)) for n in split_multiple_persons_names(names))
+
+
+def _author(part: NameParts) -> Author:
+    return Author(
+        last=strip_braces(" ".join(part.last)),
+        first=strip_braces(" ".join(part.first)),
+        von=strip_braces(" ".join(part.von)),
+        jr=strip_braces(" ".join(part.jr)),
     )
 
 
-def _author(part: object) -> Author:
-    if isinstance(part, NameParts):
-        return Author(
-            last=strip_braces(" ".join(part.last)),
-            first=strip_braces(" ".join(part.first)),
-            von=strip_braces(" ".join(part.von)),
-            jr=strip_braces(" ".join(part.jr)),
-        )
-    return Author(last=strip_braces(str(part)))
+DOI_PREFIX_RE = re.compile(r"^(?:https?://[^/\s]*doi[^/\s]*/+|doi:\s*|doi\s+)", re.I)
 
 
 def normalise_doi(doi: str) -> str:
-    """DOI without resolver prefix, case-folded (DOIs are case-insensitive)."""
-    doi = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", "", doi.strip(), flags=re.I)
+    """DOI without resolver prefix (any doi.org-like host, `doi:`), unescaped, case-folded.
+
+    'http://dx.doi.org/10.1000/ABC', 'https://doi.acm.org/10.1145/x', 'doi:10.1000/abc' -> '10.1000/abc'.
+    """
+    doi = DOI_PREFIX_RE.sub("", doi.strip())
+    if "%2" in doi.lower():
+        from urllib.parse import unquote
+
+        doi = unquote(doi)
     return doi.lower()
 
 
-def _entry_problems(ref: Reference, entry: model.Entry, shown: str) -> list[Problem]:
+# What entry_problems reads: the fields REQUIRED names, and those whose values it checks.
+CHECKED_FIELDS = frozenset(
+    {name for rules in REQUIRED.values() for names in rules for name in names}
+    | {"title", "howpublished", "year", "verification", "doi", "pmid", "pmcid"}
+)
+
+
+def entry_problems(ref: Reference, shown: str, unresolved: str | None = None) -> list[Problem]:
+    """Problems of one decoded entry on its own: required fields, year, verification, identifiers.
+
+    `unresolved`: the key of a crossref parent that is not in the file (named when a field is missing).
+    """
     problems = []
 
     def add(field: str, reason: str, hint: str = "") -> None:
         problems.append(Problem(shown, ref.field_lines.get(field, ref.line), ref.key, field, reason, hint))
 
+    if ref.entry_type in NOT_REFERENCES:
+        add("", f"@{ref.entry_type} is not a reference (it groups or configures other entries)")
+        return problems
     for alternatives in REQUIRED.get(ref.entry_type, (("title", "howpublished"), ("year",))):
         if not any(ref.fields.get(name) for name in alternatives):
             add(
@@ -382,7 +701,8 @@ def _entry_problems(ref: Reference, entry: model.Entry, shown: str) -> list[Prob
                 "missing required field"
                 if len(alternatives) == 1
                 else f"missing required field (one of {', '.join(alternatives)})",
-                f"add {alternatives[0]} = {{...}} to this @{ref.entry_type}",
+                f"add {alternatives[0]} = {{...}} to this @{ref.entry_type}"
+                + (f" (its crossref '{unresolved}' is not in the file)" if unresolved else ""),
             )
     if ref.fields.get("year") and not re.fullmatch(r"\d{4}", ref.fields["year"]):
         add("year", f"'{ref.fields['year']}' is not a four-digit year")

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from .bib import MONTH_MACROS
 from .errors import FileChanged, WriteError
 from .fsio import GRACE, Snapshot, process_lock, read_snapshot, real_path, replace_if_unchanged, write_error
-from .importers import Candidate
+from .importers import Candidate, Name
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -48,12 +49,12 @@ VERBATIM = ("doi", "url", "pmid", "pmcid")
 
 
 def format_entry(key: str, candidate: Candidate, verification: str) -> str:
-    """One BibTeX entry in the layout of references.bib (UTF-8, braces, aligned '=')."""
-    fields = dict(candidate.fields)
-    if candidate.authors:
-        fields["author"] = " and ".join(
-            f"{last}, {first}" if first else last for last, first in candidate.authors
-        )
+    """One BibTeX entry in the layout of references.bib (UTF-8, braces, aligned '=').
+
+    A BibTeX import's values are written as the import has them (on one line each); values read
+    from other formats are plain text, escaped only where BibTeX needs it.
+    """
+    fields = entry_values(candidate)
     ordered = [n for n in FIELD_ORDER if fields.get(n)] + sorted(
         n for n in fields if n not in FIELD_ORDER and fields[n] and n not in ("verification", "note")
     )
@@ -62,18 +63,72 @@ def format_entry(key: str, candidate: Candidate, verification: str) -> str:
     width = max(len(n) for n in ordered)
     lines = [f"@{candidate.entry_type}{{{key},"]
     for name in ordered:
-        value = fields[name] if name in VERBATIM else _bibtex_value(fields[name], title=name == "title")
-        lines.append(f"  {name:<{width}} = {{{value}}},")
+        value = fields[name]
+        if not (name == "month" and value.lower() in MONTH_MACROS):  # a month macro stays a macro
+            value = f"{{{value}}}"
+        lines.append(f"  {name:<{width}} = {value},")
     lines[-1] = lines[-1].rstrip(",")
     return "\n".join(lines) + "\n}\n"
 
 
+def entry_values(candidate: Candidate) -> dict[str, str]:
+    """The candidate's fields as BibTeX source text, without enclosing braces."""
+    if candidate.bibtex:
+        return {name: re.sub(r"\s*\n\s*", " ", value.strip()) for name, value in candidate.bibtex.items()}
+    fields = {
+        name: _verbatim(value) if name in VERBATIM else _bibtex_value(value, title=name == "title")
+        for name, value in candidate.fields.items()
+        if value
+    }
+    for name, people in (("author", candidate.authors), ("editor", candidate.editors)):
+        if people:
+            fields[name] = " and ".join(_bibtex_name(person) for person in people)
+    return fields
+
+
+SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "&": r"\&",
+    "%": r"\%",
+    "#": r"\#",
+    "$": r"\$",
+    "_": r"\_",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+SPECIALS_RE = re.compile("|".join(re.escape(c) for c in SPECIALS))
+
+
+def _escape(text: str) -> str:
+    """Plain text as BibTeX that reads back as the same text."""
+    return SPECIALS_RE.sub(lambda m: SPECIALS[m.group(0)], " ".join(text.split()))
+
+
 def _bibtex_value(value: str, title: bool) -> str:
-    """Escape LaTeX specials and balance braces; in titles protect acronyms like {rTMS}."""
-    value = re.sub(r"(?<!\\)([&%#])", r"\\\1", value.replace("{", "").replace("}", ""))
+    """Plain text escaped for BibTeX; in titles protect acronyms like {rTMS} from style case changes."""
+    value = _escape(value)
     if title:
-        value = re.sub(r"\b(\w*[A-Z]\w*[A-Z0-9]\w*|[a-z]+[A-Z]\w*)\b", r"{\1}", value)
+        value = re.sub(r"(?<!\\)\b(\w*[A-Z]\w*[A-Z0-9]\w*|[a-z]+[A-Z]\w*)\b", r"{\1}", value)
     return value
+
+
+def _verbatim(value: str) -> str:
+    """An address or identifier as it is; braces (never in a real one) percent-encoded to stay balanced."""
+    return value.strip().replace("{", "%7B").replace("}", "%7D")
+
+
+def _bibtex_name(person: Name) -> str:
+    """'Last, Jr, First'; a body, or a several-word surname with no first name, in braces as one name."""
+    last, first, jr = (_escape(part) for part in (person.last, person.first, person.jr))
+    if not first:
+        last = f"{last} {jr}".strip()
+        several = " " in last and not last[:1].islower()  # 'de la Fontaine' reads right as it is
+        return f"{{{last}}}" if person.corporate or several or " and " in f" {last} " else last
+    if " and " in f" {last} ":
+        last = f"{{{last}}}"
+    return ", ".join(part for part in (last, jr, first) if part)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,11 @@ from .skeletons import SKELETONS, skeleton
 @click.option("--dry-run", is_flag=True, help="Show what would be added; write nothing.")
 @click.option("--force", is_flag=True, help="Add suspected duplicates anyway.")
 @click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="Add the entries that pass the checks and list the others (file:line: reason).",
+)
+@click.option(
     "--not-duplicate",
     is_flag=True,
     help="Add suspected duplicates and remember that they are different papers.",
@@ -46,6 +51,7 @@ def add(
     verification: str,
     dry_run: bool,
     force: bool,
+    skip_bad: bool,
     not_duplicate: bool,
     root: Path | None,
     index_dir: Path | None,
@@ -65,8 +71,9 @@ def add(
             force=force,
             not_duplicate=not_duplicate,
             dry_run=dry_run,
+            skip_bad=skip_bad,
         )
-    _report(report, dry_run)
+    _report(report, dry_run, skip_bad)
     if dry_run:
         return
     if not report.indexed and report.index_error is None:
@@ -84,22 +91,40 @@ def add(
     )
 
 
-def _read_input(path: Path) -> tuple[str, str]:
+def _read_input(path: Path) -> tuple[str, bytes]:
+    """The file's bytes (the library decodes them: UTF-8, a byte-order mark, a declared encoding)."""
     if str(path) == "-":
-        return "<stdin>", sys.stdin.read()
+        return "<stdin>", sys.stdin.buffer.read()
     try:
-        return str(path), path.read_text(encoding="utf-8")
+        return str(path), path.read_bytes()
     except FileNotFoundError:
         raise click.ClickException(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise click.ClickException(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise click.ClickException(f"{path}: is a directory") from None
 
 
-def _report(report: AddReport, dry_run: bool) -> None:
+SKIP_HINT = " --skip-bad adds the entries without problems."
+
+
+def _report(report: AddReport, dry_run: bool, skip_bad: bool = False) -> None:
+    for problem in report.skipped:
+        click.echo(f"{problem} [skipped]", err=True)
+    if report.skipped:
+        entries = len({(p.path, p.line) for p in report.skipped})
+        click.echo(
+            f"Skipped {entries} entr{'y' if entries == 1 else 'ies'} with problems (listed above).", err=True
+        )
+        if not report.added and not report.problems and not report.refused:
+            click.echo("Nothing added: no entry passed the checks.", err=True)
+            sys.exit(1)
     if report.problems:
         for problem in report.problems:
             click.echo(str(problem), err=True)
-        click.echo(f"Nothing added: {len(report.problems)} problem(s).", err=True)
+        click.echo(
+            f"Nothing added: {len(report.problems)} problem(s)."
+            + ("" if skip_bad or not any(p.record for p in report.problems) else SKIP_HINT),
+            err=True,
+        )
         sys.exit(1)
     if report.refused:
         for candidate, hits in report.refused:

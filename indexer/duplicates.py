@@ -72,9 +72,10 @@ def duplicate_reason(candidate: Candidate, known: Known) -> str | None:
         or first != known.first_author
     ):
         return None
-    similarity = difflib.SequenceMatcher(
-        None, normalise_title(f["title"]), normalise_title(known.title)
-    ).ratio()
+    matcher = difflib.SequenceMatcher(None, normalise_title(f["title"]), normalise_title(known.title))
+    if matcher.real_quick_ratio() < TITLE_SIMILARITY or matcher.quick_ratio() < TITLE_SIMILARITY:
+        return None
+    similarity = matcher.ratio()
     if similarity >= TITLE_SIMILARITY:
         return f"same first author, year and title ({similarity:.0%} alike)"
     return None
@@ -86,25 +87,57 @@ def find_duplicates(
     """For each candidate (by position), the (existing key, reason) pairs it duplicates.
 
     Candidates are also checked against each other, so one import cannot add a paper twice.
+    Only references sharing an identifier, or the first author and year, are compared (any other
+    pair has no reason to be a duplicate), so a large import is not compared pair by pair.
     """
-    known = list(known)
+    existing = _Buckets()
+    for other in known:
+        existing.add(other)
+    earlier = _Buckets()
     found: dict[int, list[tuple[str, str]]] = {}
     for i, candidate in enumerate(candidates):
-        me = identity(candidate)
+        me = known_of(candidate, "")
+        name = identity(candidate)
         hits = []
-        for other in known:
-            if (me, other.key) in not_duplicates:
+        for other in existing.near(me):
+            if (name, other.key) in not_duplicates:
                 continue
             reason = duplicate_reason(candidate, other)
             if reason:
                 hits.append((other.key, reason))
-        for j, earlier in enumerate(candidates[:i]):
-            reason = duplicate_reason(candidate, known_of(earlier, f"#{j + 1} in this import"))
+        for other in earlier.near(me):
+            reason = duplicate_reason(candidate, other)
             if reason:
-                hits.append((f"#{j + 1} in this import", reason))
+                hits.append((other.key, reason))
         if hits:
             found[i] = hits
+        earlier.add(known_of(candidate, f"#{i + 1} in this import"))
     return found
+
+
+class _Buckets:
+    """Known references by identifier and by (first author, year), in the order they were added."""
+
+    def __init__(self) -> None:
+        self._all: list[Known] = []
+        self._by: dict[tuple[str, str], list[int]] = {}
+
+    def add(self, known: Known) -> None:
+        for bucket in self._buckets(known):
+            self._by.setdefault(bucket, []).append(len(self._all))
+        self._all.append(known)
+
+    def near(self, known: Known) -> list[Known]:
+        """Those that share an identifier or the first author and year with `known`."""
+        found = {i for bucket in self._buckets(known) for i in self._by.get(bucket, ())}
+        return [self._all[i] for i in sorted(found)]
+
+    @staticmethod
+    def _buckets(known: Known) -> list[tuple[str, str]]:
+        ids = [
+            (n, v.lower()) for n, v in (("doi", known.doi), ("pmid", known.pmid), ("pmcid", known.pmcid)) if v
+        ]
+        return [*ids, ("person", f"{known.first_author}|{known.year}")]
 
 
 def known_of(candidate: Candidate, key: str) -> Known:

@@ -1,20 +1,33 @@
-"""Read references to add from BibTeX, RIS (rispy) and PubMed MEDLINE (.nbib, nbib) files.
+"""Read references to add from BibTeX, RIS, PubMed MEDLINE (.nbib) and Web of Science files.
 
-Every format becomes the same Candidate: a BibTeX entry type, decoded Unicode fields, authors as
-(last, first) and normalised identifiers (DOI lower-case without resolver prefix, PMID digits,
-PMCID as PMC + digits). Problems name the file, line and record.
+Every format becomes the same Candidate: a BibTeX entry type, plain Unicode fields (for keys,
+duplicate checks and messages), authors and editors as Names and normalised identifiers (DOI
+lower-case without resolver prefix, PMID digits, PMCID as PMC + digits). A BibTeX import also
+keeps each value's own source text (`bibtex`), which is what gets written. BibTeX goes through
+bib.py, the parser `tmskb check` uses; the tagged formats (RIS, MEDLINE, WoS: one `TAG - value`
+per line) through one line reader here. Problems name the file, line and record.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-import nbib
-import rispy
+from bibtexparser.middlewares.names import parse_single_name_into_parts
 
-from .bib import normalise_doi, parse_bib_text
+from .bib import (
+    CHECKED_FIELDS,
+    Source,
+    decode,
+    decode_latex,
+    entry_problems,
+    normalise_doi,
+    people,
+    read_source,
+)
 from .models import Problem
 
 RIS_TYPES = {
@@ -22,17 +35,57 @@ RIS_TYPES = {
     "JFULL": "article",
     "EJOUR": "article",
     "MGZN": "article",
+    "NEWS": "article",
+    "INPR": "article",
     "CONF": "inproceedings",
     "CPAPER": "inproceedings",
     "ABST": "misc",
     "BOOK": "book",
+    "EBOOK": "book",
+    "EDBOOK": "book",
     "CHAP": "incollection",
+    "ECHAP": "incollection",
     "THES": "phdthesis",
     "RPRT": "techreport",
     "ELEC": "online",
+    "BLOG": "online",
+    "WEB": "online",
+    # EndNote writes some types out in full
+    "JOURNAL ARTICLE": "article",
+    "BOOK SECTION": "incollection",
+    "CONFERENCE PAPER": "inproceedings",
+    "CONFERENCE PROCEEDINGS": "inproceedings",
+    "THESIS": "phdthesis",
+    "REPORT": "techreport",
 }
+WOS_TYPES = {"J": "article", "B": "book", "S": "incollection", "P": "misc"}
+CANDIDATE_FIELDS = CHECKED_FIELDS | {"journal", "booktitle", "editor"}
 PMID_RE = re.compile(r"^\d{1,9}$")
 PMCID_RE = re.compile(r"^(?:PMC)?(\d{3,9})$", re.I)
+SUFFIX_RE = re.compile(r"^(?:Jr|Sr|II|III|IV|2nd|3rd|4th)\.?$", re.I)
+INITIALS_RE = re.compile(r"^(?:[A-Z]\.?-?){1,4}$")  # 'E.', 'JP', 'J.-P.'
+CORPORATE_RE = re.compile(
+    r"\b(?:Organi[sz]ation|Group|Committee|Association|Society|Consortium|Collaboration|Institute|"
+    r"Council|Network|Investigators|Task Force|Foundation|Agency|Ministry|Department|Federation|"
+    r"Academy|College|Board|Panel|Centre|Center|Office|Working)\b",
+    re.I,
+)
+ENCODING_RE = re.compile(rb"^\s*%\s*Encoding:\s*([\w.:-]+)", re.I | re.M)
+# One line of a tagged format; the value may be missing ('ER  -').
+TAG_LINES = {
+    "ris": re.compile(r"^([A-Z][A-Z0-9]) {1,2}-(?: (.*)|\s*)$"),
+    "medline": re.compile(r"^([A-Z][A-Z0-9]{1,3}) *-(?: ?(.*))$"),
+    "wos": re.compile(r"^([A-Z][A-Z0-9])(?: (.*))?$"),
+}
+
+
+class Name(NamedTuple):
+    """One person (or, `corporate`, one body such as a working group), in plain text."""
+
+    last: str
+    first: str = ""
+    jr: str = ""
+    corporate: bool = False
 
 
 @dataclass
@@ -40,12 +93,14 @@ class Candidate:
     """A reference read from an import file, not yet in references.bib."""
 
     entry_type: str
-    fields: dict[str, str]
-    authors: list[tuple[str, str]]  # (last, first)
+    fields: dict[str, str]  # plain Unicode text
+    authors: list[Name]
     source: str  # file as shown in messages
     line: int
     given_key: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    editors: list[Name] = field(default_factory=list)
+    bibtex: dict[str, str] = field(default_factory=dict)  # a BibTeX import's own source text, to write
 
     @property
     def label(self) -> str:
@@ -56,28 +111,61 @@ class Candidate:
         return f"{who} {self.fields.get('year', '?')}"
 
 
+def decode_input(data: bytes, shown: str) -> tuple[str | None, list[Problem]]:
+    """An import file's text: UTF-8 (a byte-order mark is dropped), UTF-16 with a byte-order
+    mark, or the encoding named by a JabRef '% Encoding: ...' line."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16"), []
+        except UnicodeDecodeError as exc:
+            return None, [Problem(shown, 1, reason=f"not UTF-16 text ({exc.reason} at byte {exc.start})")]
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        declared = ENCODING_RE.search(data[:1000])
+        if declared and declared.group(1).lower().replace(b"-", b"") != b"utf8":
+            try:
+                return data.decode(declared.group(1).decode("ascii")), []
+            except (LookupError, UnicodeDecodeError):
+                pass
+        line = data[: exc.start].count(b"\n") + 1
+        begins = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[begins : exc.start].decode("utf-8", errors="replace")) + 1
+        bad = data[exc.start : exc.end].hex(" ")
+        return None, [
+            Problem(
+                shown,
+                line,
+                reason=f"not UTF-8: byte {bad} at column {column}",
+                hint="save the file as UTF-8, or name its encoding in a line '% Encoding: windows-1252'",
+            )
+        ]
+
+
 def detect_format(text: str, name: str = "") -> str | None:
-    """bibtex, ris or medline, from the file name or the first meaningful line."""
-    suffix = Path(name).suffix.lower()
-    by_suffix = {".bib": "bibtex", ".ris": "ris", ".nbib": "medline", ".medline": "medline"}
-    if suffix in by_suffix:
-        return by_suffix[suffix]
-    for line in text.splitlines():
+    """bibtex, ris, medline or wos, from the first meaningful line, else from the file name."""
+    for line in text.removeprefix("\ufeff").splitlines():
         stripped = line.strip()
-        if not stripped or stripped.startswith("%"):
-            continue
+        if not stripped or stripped.startswith("%") or re.fullmatch(r"\d+\.", stripped):
+            continue  # blank, a BibTeX comment, or a record number as some RIS exporters write
         if stripped.startswith("@"):
             return "bibtex"
-        if re.match(r"^TY  - ", line):
+        if re.match(r"^TY {1,2}- ", line):
             return "ris"
-        if re.match(r"^PMID- ", line):
+        if re.match(r"^(?:PMID|PMC|PMCR)\s*-", line):
             return "medline"
-        return None
-    return None
+        if re.match(r"^FN ", line):
+            return "wos"
+        break
+    by_suffix = {".bib": "bibtex", ".ris": "ris", ".nbib": "medline", ".medline": "medline"}
+    return by_suffix.get(Path(name).suffix.lower())
 
 
 def read_candidates(text: str, shown: str, fmt: str | None = None) -> tuple[list[Candidate], list[Problem]]:
-    """Candidates from one import file's text; `shown` names it in problems."""
+    """Candidates from one import file's text and every problem (each candidate's own are also
+    on it); `shown` names the file in problems."""
+    text = text.removeprefix("\ufeff")
     fmt = fmt or detect_format(text, shown)
     if fmt is None:
         return [], [
@@ -90,8 +178,10 @@ def read_candidates(text: str, shown: str, fmt: str | None = None) -> tuple[list
         ]
     if not text.strip():
         return [], [Problem(shown, 1, reason="file is empty")]
-    reader = {"bibtex": _from_bibtex, "ris": _from_ris, "medline": _from_medline}[fmt]
-    candidates, problems = reader(text, shown)
+    if fmt == "bibtex":
+        candidates, problems = _from_bibtex(text, shown)
+    else:
+        candidates, problems = _from_tagged(text, shown, fmt)
     for candidate in candidates:
         _normalise(candidate)
         problems += candidate.problems
@@ -103,96 +193,173 @@ def read_candidates(text: str, shown: str, fmt: str | None = None) -> tuple[list
 
 
 def _from_bibtex(text: str, shown: str) -> tuple[list[Candidate], list[Problem]]:
-    references, problems = parse_bib_text(text, shown)
+    sources, problems = read_source(text, shown)
+    memo: dict[str, tuple[str, str]] = {}
+    return [_bibtex_candidate(source, shown, memo) for source in sources], problems
+
+
+def _bibtex_candidate(source: Source, shown: str, memo: dict[str, tuple[str, str]]) -> Candidate:
+    """A BibTeX entry as a candidate; an entry without a key gets one when it is added."""
+    problems = [p for p in source.problems if not (p.field == "key" and not source.key)]
+    # The validation before writing decodes every field, as `tmskb check` does; here only what
+    # keys, duplicate checks, messages and the required-field check read.
+    reference, found = decode(source, shown, CANDIDATE_FIELDS, memo)
+    candidate = Candidate(source.entry_type, {}, [], shown, source.line, source.key or None, problems + found)
+    if reference is None:
+        return candidate
     # An imported entry need not say how it was verified yet: `tmskb add --verification` sets it.
-    problems = [p for p in problems if p.field != "verification"]
-    out = []
-    for ref in references.values():
-        fields = {k: v for k, v in ref.fields.items() if k not in ("author", "verification")}
-        authors = [(f"{a.von} {a.last}".strip(), a.first) for a in ref.authors]
-        out.append(Candidate(ref.entry_type, fields, authors, shown, ref.line, given_key=ref.key))
-    return out, problems
+    candidate.problems += [
+        p for p in entry_problems(reference, shown, source.missing_parent) if p.field != "verification"
+    ]
+    candidate.fields = {k: v for k, v in reference.fields.items() if k not in ("author", "verification")}
+    candidate.authors = [Name(f"{a.von} {a.last}".strip(), a.first, a.jr) for a in reference.authors]
+    if not candidate.authors and source.fields.get("editor"):  # for the key (it decoded above)
+        editors = people(decode_latex(source.fields["editor"])[0])
+        candidate.editors = [Name(f"{a.von} {a.last}".strip(), a.first, a.jr) for a in editors]
+    # Written as the import has it, less what is resolved (crossref) or set by the add (verification).
+    candidate.bibtex = {
+        k: v for k, v in source.fields.items() if k not in ("crossref", "verification") and v.strip()
+    }
+    return candidate
 
 
-def _ris_lines(text: str) -> list[int]:
-    return [i for i, line in enumerate(text.splitlines(), start=1) if line.startswith("TY  - ")]
+class Tagged(NamedTuple):
+    """One record of a tagged file: its first line, its (tag, value, line) items, its problems."""
+
+    line: int
+    items: list[tuple[str, str, int]]
+    closed: bool
+    problems: list[Problem]
+
+    def all(self, *tags: str) -> list[str]:
+        return [v for t, v, _ in self.items if t in tags and v]
+
+    def first(self, *tags: str) -> str:
+        """The value of the first of `tags` (in that order of preference) the record has."""
+        return next((v for tag in tags for t, v, _ in self.items if t == tag and v), "")
 
 
-def _from_ris(text: str, shown: str) -> tuple[list[Candidate], list[Problem]]:
-    starts = _ris_lines(text)
-    try:
-        records = rispy.loads(text)
-    except Exception as exc:  # rispy raises plain IOError/ValueError subclasses on broken files
-        return [], [
-            Problem(
-                shown,
-                1,
-                reason=f"cannot read RIS: {exc}",
-                hint="each record starts with 'TY  - ' and ends with 'ER  - '",
-            )
-        ]
-    if len(records) != len(starts) or not text.rstrip().endswith(("ER  -", "ER  - ")):
-        return [], [
-            Problem(
-                shown,
-                starts[-1] if starts else 1,
-                reason="RIS file is truncated or malformed",
-                hint="every record must end with an 'ER  - ' line",
-            )
-        ]
-    out = []
-    for record, line in zip(records, starts, strict=True):
-        fields: dict[str, str] = {}
-        title = record.get("title") or record.get("primary_title")
-        if title:
-            fields["title"] = str(title)
-        journal = (
-            record.get("secondary_title")
-            or record.get("journal_name")
-            or record.get("alternate_title1")
-            or record.get("alternate_title3")
-        )
-        kind = RIS_TYPES.get(str(record.get("type_of_reference", "")), "misc")
-        if journal:
-            fields[
-                "journal" if kind == "article" else "booktitle" if kind == "inproceedings" else "howpublished"
-            ] = str(journal)
-        year = str(record.get("year") or record.get("publication_year") or record.get("date") or "")[:4]
-        if year:
-            fields["year"] = year
-        for ris, bib in (
-            ("volume", "volume"),
-            ("number", "number"),
-            ("doi", "doi"),
-            ("publisher", "publisher"),
-        ):
-            if record.get(ris):
-                fields[bib] = str(record[ris])
-        pages = [str(record[k]) for k in ("start_page", "end_page") if record.get(k)]
-        if pages:
-            fields["pages"] = "--".join(pages)
-        urls = record.get("urls") or []
-        if urls:
-            fields["url"] = str(urls[0])
-        _ris_identifiers(record, fields)
-        authors = [_split_name(a) for a in record.get("authors") or record.get("first_authors") or []]
-        candidate = Candidate(kind, fields, authors, shown, line)
-        if not title:
+def _tagged_records(text: str, fmt: str, shown: str) -> tuple[list[Tagged], list[Problem]]:
+    """Records of a RIS, MEDLINE or WoS file. RIS and WoS records run from TY/PT to ER;
+    MEDLINE ones are separated by blank lines. A line that is not a tag continues the last value."""
+    pattern = TAG_LINES[fmt]
+    start = {"ris": "TY", "wos": "PT"}.get(fmt)
+    records: list[Tagged] = []
+    problems: list[Problem] = []
+    current: Tagged | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if fmt == "medline" and not line.strip():
+            current = None
+            continue
+        match = pattern.match(line)
+        if match:
+            tag, value = match.group(1), (match.group(2) or "").strip()
+            if tag == start or (fmt == "medline" and current is None):
+                current = Tagged(number, [], fmt == "medline", [])
+                records.append(current)
+            if current is None:
+                if fmt == "ris" and tag != "ER":
+                    reason = f"'{tag}' line outside a record"
+                    problems.append(
+                        Problem(shown, number, reason=reason, hint="a record starts with 'TY  - '")
+                    )
+            elif start and tag == "ER":
+                records[-1] = current._replace(closed=True)
+                current = None
+            else:
+                current.items.append((tag, value, number))
+        elif current is not None and line.strip():
+            if fmt == "medline" and not line[:1].isspace():
+                reason = f"not a MEDLINE line: '{line.strip()[:40]}'"
+                current.problems.append(Problem(shown, number, reason=reason, hint="write 'TAG - value'"))
+            elif current.items:  # the last value goes on (MEDLINE and WoS indent these lines)
+                tag, value, first_line = current.items[-1]
+                joiner = "\n" if fmt == "wos" and tag in ("AU", "AF") else " "
+                current.items[-1] = (tag, f"{value}{joiner}{line.strip()}".strip(), first_line)
+    return records, problems
+
+
+def _from_tagged(text: str, shown: str, fmt: str) -> tuple[list[Candidate], list[Problem]]:
+    records, problems = _tagged_records(text, fmt, shown)
+    reader = {"ris": _ris_candidate, "medline": _medline_candidate, "wos": _wos_candidate}[fmt]
+    candidates = []
+    for record in records:
+        candidate = reader(record, shown)
+        candidate.problems += record.problems
+        if not record.closed:
             candidate.problems.append(
-                Problem(shown, line, candidate.label, "TI", "RIS record has no title", "add a 'TI  - ' line")
+                Problem(
+                    shown,
+                    record.line,
+                    reason=f"{fmt.upper() if fmt != 'medline' else 'MEDLINE'} file is truncated or malformed",
+                    hint="every record must end with an 'ER  - ' line",
+                )
             )
-        out.append(candidate)
-    return out, []
+        candidates.append(candidate)
+    return candidates, problems
 
 
-def _ris_identifiers(record: dict[str, object], fields: dict[str, str]) -> None:
+def _year(*values: str) -> str:
+    found = next((m.group(0) for v in values if (m := re.search(r"\b(1[5-9]|20)\d\d\b", v))), "")
+    return found
+
+
+def _ris_candidate(record: Tagged, shown: str) -> Candidate:
+    kind = RIS_TYPES.get(record.first("TY").upper(), "misc")
+    fields: dict[str, str] = {}
+    title = record.first("TI", "T1", "CT", "ST")
+    if title:
+        fields["title"] = title
+    if kind == "article":
+        venue = record.first("JF", "JO", "T2", "JA", "J2", "J1", "BT")
+        fields["journal"] = venue
+    elif kind in ("inproceedings", "incollection"):
+        fields["booktitle"] = record.first("T2", "BT", "T3")
+    elif kind == "phdthesis":
+        fields["school"] = record.first("PB")
+    elif kind != "book":
+        fields["howpublished"] = record.first("T2", "JF", "JO", "BT", "PB")
+    fields["year"] = _year(record.first("PY"), record.first("Y1"), record.first("DA"))
+    for tag, name in (("VL", "volume"), ("IS", "number"), ("PB", "publisher"), ("CY", "address")):
+        fields[name] = record.first(tag) if (tag, kind) != ("PB", "phdthesis") else ""
+    fields["edition"] = record.first("ET") if kind == "book" else ""
+    fields["doi"] = record.first("DO")
+    urls = [u for v in record.all("UR", "L2") for u in re.split(r"[\s;]+", v) if u]
+    if urls:
+        fields["url"] = urls[0]
+    if not fields["doi"]:
+        fields["doi"] = next((u for u in urls if re.match(r"https?://[^/]*doi[^/]*/10\.", u, re.I)), "")
+    fields["pages"] = _ris_pages(record.first("SP"), record.first("EP"))
+    _ris_identifiers(record, fields)
+    editor_tags = ("ED", "A2") if kind in ("book", "incollection", "inproceedings") else ("ED",)
+    candidate = Candidate(
+        kind,
+        {k: v for k, v in fields.items() if v},
+        _names(record.all("AU", "A1")),
+        shown,
+        record.line,
+        editors=_names(record.all(*editor_tags)),
+    )
+    if not title:
+        candidate.problems.append(
+            Problem(
+                shown, record.line, candidate.label, "TI", "RIS record has no title", "add a 'TI  - ' line"
+            )
+        )
+    return candidate
+
+
+def _ris_pages(start: str, end: str) -> str:
+    if start and end:
+        return f"{start}--{end}"
+    return re.sub(r"(?<=\d)\s*-+\s*(?=\d)", "--", start)
+
+
+def _ris_identifiers(record: Tagged, fields: dict[str, str]) -> None:
     """PMID/PMCID as reference managers put them: AN, or 'PMID: n' / 'PMCID: PMCn' in notes or M2/C2."""
-    for key in ("accession_number", "notes", "note", "custom2", "custom1"):
-        raw = record.get(key)
-        values: list[object] = list(raw) if isinstance(raw, list) else [raw]
-        for value in values:
-            text = str(value or "")
-            if key == "accession_number" and PMID_RE.match(text):
+    for tag in ("AN", "N1", "M1", "M2", "C2", "C1"):
+        for text in record.all(tag):
+            if tag == "AN" and PMID_RE.match(text):
                 fields.setdefault("pmid", text)
             for name, pattern in (("pmid", r"PMID:?\s*(\d+)"), ("pmcid", r"(PMC\d+)")):
                 found = re.search(pattern, text)
@@ -200,53 +367,115 @@ def _ris_identifiers(record: dict[str, object], fields: dict[str, str]) -> None:
                     fields.setdefault(name, found.group(1))
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    last, _, first = str(name).partition(",")
-    return last.strip(), first.strip()
+def _medline_candidate(record: Tagged, shown: str) -> Candidate:
+    types = [t.lower() for t in record.all("PT")]
+    book = record.first("BTI")
+    chapter = bool(book and record.first("TI"))
+    kind = "incollection" if chapter else "book" if book or "book" in types else "article"
+    # PubMed ends every title with a period; it is not part of the title.
+    title = re.sub(r"(?<![.\s])\.$", "", record.first("TI") if kind != "book" else book or record.first("TI"))
+    fields = {"title": title, "year": _year(record.first("DP"))}
+    if kind == "incollection":
+        fields["booktitle"] = re.sub(r"(?<![.\s])\.$", "", book)
+    journal = record.first("JT", "TA")
+    if kind == "article" and not journal:
+        kind = "misc"
+    if kind == "article":
+        fields["journal"] = journal
+    for tag, name in (("VI", "volume"), ("IP", "number"), ("PB", "publisher"), ("PMID", "pmid")):
+        fields[name] = record.first(tag)
+    fields["pmcid"] = record.first("PMC")
+    fields["isbn"] = record.first("ISBN")
+    fields["pages"] = _expand_pages(record.first("PG"))
+    fields["doi"] = next(
+        (re.sub(r"\s*\[doi\]$", "", v) for v in record.all("LID", "AID") if v.endswith("[doi]")), ""
+    )
+    return Candidate(
+        kind,
+        {k: v for k, v in fields.items() if v},
+        _medline_names(record, "FAU", "AU", "CN"),
+        shown,
+        record.line,
+        editors=_medline_names(record, "FED", "ED", ""),
+    )
 
 
-def _from_medline(text: str, shown: str) -> tuple[list[Candidate], list[Problem]]:
-    starts = [i for i, line in enumerate(text.splitlines(), start=1) if line.startswith("PMID- ")]
-    try:
-        records = nbib.read(text)
-    except Exception as exc:  # nbib raises on lines it cannot place
-        return [], [Problem(shown, 1, reason=f"cannot read MEDLINE: {exc}")]
-    if len(records) != len(starts):
-        return [], [
-            Problem(shown, 1, reason="MEDLINE file is malformed", hint="each record starts with 'PMID- '")
-        ]
-    out = []
-    for record, line in zip(records, starts, strict=True):
-        fields: dict[str, str] = {}
-        if record.get("title"):
-            fields["title"] = str(record["title"])
-        if record.get("journal"):
-            fields["journal"] = str(record["journal"])
-        year = str(record.get("publication_date") or "")[:4]
-        if year.isdigit():
-            fields["year"] = year
-        for src, bib in (
-            ("journal_volume", "volume"),
-            ("journal_issue", "number"),
-            ("doi", "doi"),
-            ("pubmed_id", "pmid"),
-        ):
-            if record.get(src):
-                fields[bib] = str(record[src])
-        if record.get("pmcid"):
-            fields["pmcid"] = f"PMC{record['pmcid']}"
-        if record.get("pages"):
-            fields["pages"] = _expand_pages(str(record["pages"]))
-        authors = [
-            (a.get("last_name") or a.get("author", ""), a.get("first_name") or "")
-            for a in record.get("authors") or []
-        ]
-        out.append(Candidate("article", fields, authors, shown, line))
-    return out, []
+def _medline_names(record: Tagged, full: str, short: str, corporate: str) -> list[Name]:
+    """FAU/AU pairs (either order; the full name wins) and CN bodies, in the record's order."""
+    slots: list[dict[str, str]] = []
+    for tag, value, _ in record.items:
+        if not value:
+            continue
+        if tag == corporate:
+            slots.append({corporate: value})
+        elif tag in (full, short):
+            last = slots[-1] if slots else None
+            other = short if tag == full else full
+            if last is not None and other in last and tag not in last:
+                last[tag] = value
+            else:
+                slots.append({tag: value})
+    names = []
+    for slot in slots:
+        if corporate and corporate in slot:
+            names.append(Name(slot[corporate], corporate=True))
+        elif (name := person(slot.get(full) or slot.get(short, ""))) is not None:
+            names.append(name)
+    return names
+
+
+def _wos_candidate(record: Tagged, shown: str) -> Candidate:
+    kind = WOS_TYPES.get(record.first("PT").upper(), "misc")
+    fields = {
+        "title": record.first("TI"),
+        "journal" if kind == "article" else "booktitle" if kind == "incollection" else "howpublished": (
+            record.first("SO")
+        ),
+        "year": _year(record.first("PY")),
+        "volume": record.first("VL"),
+        "number": record.first("IS"),
+        "pages": _ris_pages(record.first("BP"), record.first("EP")),
+        "doi": record.first("DI"),
+        "pmid": record.first("PM"),
+    }
+    names = [n for value in record.all("AF") or record.all("AU") for n in value.split("\n")]
+    return Candidate(kind, {k: v for k, v in fields.items() if v}, _names(names), shown, record.line)
+
+
+def _names(values: list[str]) -> list[Name]:
+    return [n for n in (person(v) for v in values) if n is not None]
+
+
+def person(raw: str) -> Name | None:
+    """A name as tagged formats write it: 'Last, First[, Jr]', Vancouver 'Last IN [Jr]', or
+    'First Last'; a body ('World Health Organization', or a name ending in a comma) is corporate."""
+    text = " ".join(raw.split())
+    if not text.strip(" ,;."):
+        return None
+    if (text.endswith(",") and text.count(",") == 1) or ("," not in text and CORPORATE_RE.search(text)):
+        return Name(text.rstrip(", "), corporate=True)
+    if "," in text:
+        last, *rest = [p.strip() for p in text.split(",")]
+        jr = next((p for p in rest if SUFFIX_RE.match(p)), "")
+        first = " ".join(p for p in rest if p and p != jr)
+        words = first.split()
+        if not jr and len(words) > 1 and SUFFIX_RE.match(words[-1]):
+            jr, first = words[-1], " ".join(words[:-1])
+        return Name(last, first, jr)
+    words = text.split()
+    jr = ""
+    if len(words) > 2 and SUFFIX_RE.match(words[-1]) and INITIALS_RE.match(words[-2]):
+        jr = words.pop()
+    if len(words) > 1 and INITIALS_RE.match(words[-1]):  # Vancouver: 'Fanning E.', 'Lefaucheur JP'
+        return Name(" ".join(words[:-1]), words[-1], jr)
+    parts = parse_single_name_into_parts(" ".join(words), strict=False)
+    return Name(" ".join(parts.von + parts.last), " ".join(parts.first), jr or " ".join(parts.jr))
 
 
 def _expand_pages(pages: str) -> str:
     """MEDLINE's '1065-72' -> '1065--1072'."""
+    if not pages:
+        return ""
     match = re.fullmatch(r"(\w*?)(\d+)-(\d+)", pages.strip())
     if not match:
         return pages.replace("-", "--")
@@ -260,6 +489,12 @@ def _normalise(candidate: Candidate) -> None:
     """Identifiers in one canonical form; a malformed one is a problem, not a silent guess."""
     fields = candidate.fields
     where = (candidate.source, candidate.line, candidate.label)
+
+    def keep(name: str, value: str) -> None:
+        fields[name] = value
+        if name in candidate.bibtex:
+            candidate.bibtex[name] = value
+
     if fields.get("doi"):
         doi = normalise_doi(fields["doi"])
         if not re.match(r"^10\.\d{4,9}/\S+$", doi):
@@ -271,14 +506,14 @@ def _normalise(candidate: Candidate) -> None:
                     "a DOI looks like 10.1016/j.clinph.2014.05.021",
                 )
             )
-        fields["doi"] = doi
+        keep("doi", doi)
     if fields.get("pmid"):
         pmid = fields["pmid"].strip().removeprefix("PMID:").strip()
         if not PMID_RE.match(pmid):
             candidate.problems.append(
                 Problem(*where, "pmid", f"'{fields['pmid']}' is not a PubMed id", "a PMID is digits only")
             )
-        fields["pmid"] = pmid
+        keep("pmid", pmid)
     if fields.get("pmcid"):
         match = PMCID_RE.match(fields["pmcid"].strip())
         if not match:
@@ -288,4 +523,4 @@ def _normalise(candidate: Candidate) -> None:
                 )
             )
         else:
-            fields["pmcid"] = f"PMC{match.group(1)}"
+            keep("pmcid", f"PMC{match.group(1)}")

@@ -19,8 +19,10 @@ def ascii_fold(text: str) -> str:
 
 
 def make_key(candidate: Candidate, taken: set[str]) -> str:
-    """<first author surname><year><first significant title word, else venue word>, a/b/c on clashes."""
-    surname = ascii_fold(candidate.authors[0][0]) if candidate.authors else "anon"
+    """<first author (else editor) surname><year><first significant title word, else venue word>,
+    a/b/c on clashes."""
+    people = candidate.authors or candidate.editors
+    surname = ascii_fold(people[0].last) if people else "anon"
     year = candidate.fields.get("year", "nd")
     words = [ascii_fold(w) for w in re.findall(r"[^\W_]+", candidate.fields.get("title", ""))]
     words = [w for w in words if w and w not in STOP_WORDS]
