@@ -51,15 +51,19 @@ def test_a_narrower_condition_reaches_the_neuropathic_pain_verdicts(
     page.keyboard.press("Enter")
     page.wait_for_url("**q=**")  # read the results page, not the home page it replaces
     expect(page.locator("#understood")).to_be_visible()
-    # Answers on the condition itself come first (PHN meta-analyses for shingles), then the
-    # neuropathic-pain verdicts that cover it: both within the first screen of eight.
-    first = page.locator("#results > li.hit").nth
-    ids = [first(i).get_attribute("data-id") for i in range(8)]
-    for verdict in ("lefaucheur2014-np-m1-hf", "lefaucheur2020-np-m1-hf"):
-        assert verdict in ids, (text, ids)
-        hit = page.locator(f'#results > li.hit[data-id="{verdict}"]')
-        expect(hit.locator(".covers-note")).to_contain_text("Covers neuropathic pain in general")
-        expect(hit.locator(".badge.level")).to_have_text("Level A")
+    # The page opens with the answers: the neuropathic-pain question that covers the condition,
+    # its Level A verdicts in their own scale, and what it covers said plainly.
+    card = page.locator('#answers .answer-card[data-question="np-hf-rtms-m1"]')
+    expect(card).to_be_visible()
+    expect(card.locator(".covers-note")).to_contain_text("Covers neuropathic pain in general")
+    for source in ("Lefaucheur et al. 2014", "Lefaucheur et al. 2020"):
+        line = card.locator("li", has_text=source)
+        expect(line.locator(".badge.grade")).to_contain_text(["Level A"])
+    answers_box, results_box = (
+        page.locator("#answers").bounding_box(),
+        page.locator("#results").bounding_box(),
+    )
+    assert answers_box and results_box and answers_box["y"] < results_box["y"]
 
 
 def test_the_question_page_shows_every_source_in_its_own_scale(page: Page, server: str) -> None:  # noqa: F811
