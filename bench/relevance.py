@@ -94,6 +94,7 @@ class Outcome:
     top: list[str]  # ids of the first DEPTH hits, best first
     error: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    read: str = ""  # how the query was read: its correction and readings ("How we read your query")
 
     @property
     def missing(self) -> list[str]:
@@ -158,7 +159,9 @@ def evaluate(
     for judged in queries:
         results = kb.search(judged.q, sort=sort, page_size=DEPTH)
         top = [hit.id for hit in results.hits] if results.ok else []
-        outcome = Outcome(judged.q, judged.group, list(judged.required), top, results.error)
+        outcome = Outcome(
+            judged.q, judged.group, list(judged.required), top, results.error, read=_read(results)
+        )
         outcome.scores = score(judged.required, top)
         outcomes.append(outcome)
     elapsed = time.perf_counter() - started
@@ -177,6 +180,7 @@ def evaluate(
                 "missing": o.missing,
                 "top5": o.top[:TOP],
                 "error": o.error,
+                "read": o.read,
             }
             for o in outcomes
             if not o.passed
@@ -184,6 +188,11 @@ def evaluate(
         "outcomes": [asdict(o) for o in outcomes],
         "seconds": round(elapsed, 3),
     }
+
+
+def _read(results: Any) -> str:
+    """'spelling: neuropathic pain; filter: Level A; indications: Neuropathic pain'."""
+    return "; ".join(f"{e['vocabulary']}: {e['label']}" for e in results.expansions)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -207,6 +216,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"    top 5:   {top}")
         if failure["error"]:
             lines.append(f"    error:   {failure['error']}")
+        if failure["read"]:
+            lines.append(f"    read:    {failure['read']}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from .fields import DOSE_NUMBERS, FACETS, REFERENCE_PREFIX, reference_id
 from .grading import ClassResult
 from .models import (
     NO_RANK,
+    Author,
     Knowledge,
     Question,
     Recommendation,
@@ -31,7 +33,7 @@ from .models import (
 )
 from .pipeline import KB, counted_results
 from .validate import cited_keys
-from .vocab import FIELD_VOCABULARY
+from .vocab import FIELD_VOCABULARY, fold
 
 __all__ = [
     "REFERENCE_PREFIX",
@@ -196,6 +198,9 @@ def _base(
         "guideline": [],
         "concepts": [],
         "authors": "",
+        "author_keys": [],
+        "first_author": [],
+        "identifiers": [doc_id.lower()],
         "level_rank": NO_RANK,
         "class_rank": NO_RANK,
         "text": " ".join(part for part in (title, summary, *body) if part),
@@ -222,6 +227,8 @@ def reference_document(ref: Reference, cited_by: list[str], kb: KB | None = None
         ],
     )
     doc["authors"] = _authors(ref)
+    doc.update(_author_fields(ref))
+    doc["identifiers"] = identifiers(ref)
     doc["data"] = {
         "key": ref.key,
         "fields": ref.fields,
@@ -238,7 +245,64 @@ def reference_document(ref: Reference, cited_by: list[str], kb: KB | None = None
 
 
 def _authors(ref: Reference | None) -> str:
-    return " ".join(f"{a.first} {a.von} {a.last}" for a in ref.authors if not a.is_others) if ref else ""
+    """Family names (von + last) of every author: a given name is never matched as a word."""
+    return " ".join(f"{a.von} {a.last}".strip() for a in _named(ref))
+
+
+def _named(ref: Reference | None) -> list[Author]:
+    return [a for a in ref.authors if not a.is_others] if ref else []
+
+
+def author_keys(author: Author) -> list[str]:
+    """How `author:` finds one author: the folded family name joined ('andreobadia'), each part of
+    a compound one ('andre', 'obadia'), and the joined name with the first or all initials
+    ('andreobadia_n', as PubMed's [au] reads 'André-Obadia N'), or with none when the given name
+    is not recorded ('andreobadia_')."""
+    parts = fold(f"{author.von} {author.last}").replace(".", " ").split()
+    if not parts:
+        return []
+    family = "".join(parts)
+    initials = "".join(p[0] for p in fold(author.first).replace(".", " ").split() if p[0].isalpha())
+    keys = [family, *(parts if len(parts) > 1 else [])]
+    # 'andreobadia_': the given name is not recorded, so any initials may be this author's
+    keys += [f"{family}_{initials[:n]}" for n in sorted({1, len(initials)})] if initials else [f"{family}_"]
+    return list(dict.fromkeys(keys))
+
+
+def _author_fields(ref: Reference | None) -> dict[str, list[str]]:
+    """author_keys for `author:`; first_author without the parts of a compound name, so that a
+    plain query ranks first an author named in full ('Obadia' alone is not André-Obadia)."""
+    named = _named(ref)
+    first = author_keys(named[0]) if named else []
+    return {
+        "author_keys": list(dict.fromkeys(k for a in named for k in author_keys(a))),
+        "first_author": [k for k in first if k == first[0] or "_" in k],
+    }
+
+
+CD_NUMBER = re.compile(r"\bcd\d{6}\b")
+NCT_NUMBER = re.compile(r"\bnct\d{8}\b")
+
+
+def identifiers(ref: Reference | None) -> list[str]:
+    """A reference's identifiers, lower-case: key, DOI, PMID, PMCID, Cochrane number (CD008208,
+    from a Cochrane DOI), NCT numbers named in its fields."""
+    if ref is None:
+        return []
+    doi = (ref.doi or "").strip().lower()
+    found = [ref.key.lower(), doi, (ref.pmid or "").strip(), (ref.pmcid or "").strip().lower()]
+    text = " ".join(ref.fields.values()).lower()
+    found += CD_NUMBER.findall(doi) + NCT_NUMBER.findall(text)
+    return [i for i in dict.fromkeys(found) if i and " " not in i]
+
+
+def _cites(kb: KB, doc: dict[str, Any], own_id: str, keys: Iterable[str]) -> dict[str, Any]:
+    """Identifiers of the references a record is drawn from (so a DOI finds the reference and the
+    records citing it), plus the record's own id."""
+    refs = [kb.reference(k) for k in keys]
+    found = [own_id.lower()] + [i for r in refs for i in identifiers(r)]
+    doc["identifiers"] = list(dict.fromkeys(found))
+    return doc
 
 
 def _class_data(result: ClassResult | None) -> dict[str, Any]:
@@ -297,6 +361,7 @@ def _study_doc(
             "class": class_value(grade),
             "direction": "",
             "authors": _authors(ref),
+            **_author_fields(ref),
             "class_rank": class_rank(grade.cls) if grade else NO_RANK,
             "concepts": _concepts(kb, "condition", study.condition)
             + _concepts(kb, "target", targets)
@@ -307,6 +372,7 @@ def _study_doc(
             + [study.design],
         }
     )
+    _cites(kb, doc, study.id, [study.reference])
     study_dose = dose.study_dose(study)
     for number in DOSE_NUMBERS:
         values = [arm[number.key] for arm in study_dose["arms"] if arm[number.key] is not None]
@@ -386,6 +452,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
             "level": rec.level or (rec.level_bound or ""),
             "direction": rec.direction or "",
             "authors": _authors(guideline),
+            **_author_fields(guideline),
             "indication": [rec.indication],
             "target": list(rec.target),
             "side": list(rec.side),
@@ -403,6 +470,7 @@ def _recommendation_doc(kb: KB, rec: Recommendation, comparison: grading.Compari
             + ([rec.outcome_domain] if rec.outcome_domain else []),
         }
     )
+    _cites(kb, doc, rec.id, [rec.guideline])
     doc["data"] = {
         "record": _record_fields(rec),
         "guideline": _citation(guideline),
@@ -552,6 +620,7 @@ def _verdict_doc(kb: KB, verdict: Verdict) -> dict[str, Any]:
             "grade": [f"{g['scale']}:{g['value']}" for g in view["grades"]],
             "direction": "",
             "authors": _authors(ref),
+            **_author_fields(ref),
             "level_rank": 4,  # after Lefaucheur A-C, never ranked against them (another scale)
             "concepts": (_concepts(kb, "indication", (question.condition,)) if question else [])
             + (
@@ -561,6 +630,7 @@ def _verdict_doc(kb: KB, verdict: Verdict) -> dict[str, Any]:
             ),
         }
     )
+    _cites(kb, doc, verdict.id, [verdict.source_reference])
     doc["data"] = {
         "record": _record_fields(verdict),
         "verdict": view,
@@ -575,6 +645,7 @@ def _scale_doc(kb: KB, scale: Scale) -> dict[str, Any]:
     values = "; ".join(f"{v.label}: {v.meaning or 'meaning not read'}" for v in scale.values)
     ref = kb.reference(scale.source.reference or "")
     doc = _base(scale.id, "scale", scale.name, values, None, scale.verification, [scale.notes or ""])
+    _cites(kb, doc, scale.id, [scale.source.reference] if scale.source.reference else [])
     doc["data"] = {"record": _record_fields(scale), "source": _citation(ref)}
     return doc
 
@@ -601,6 +672,7 @@ def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:
     doc = _base(page.id, "knowledge", page.title, page.summary, None, page.verification, body)
     doc["indication"] = list(page.indication)
     doc["concepts"] = _concepts(kb, "indication", page.indication)
+    _cites(kb, doc, page.id, page.references)
     doc["data"] = {
         "record": _record_fields(page),
         "references": [_citation(kb.reference(k)) for k in page.references],

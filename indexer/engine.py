@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +39,7 @@ from .errors import IndexMissing, QueryTooExpensive
 from .facets import FacetStore, Mask
 from .fields import FACETS, SEARCH_FIELDS, SORT_COLUMNS
 from .query import Segment
+from .querytext import Context, edit_distance
 from .vocab import Vocabularies
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,42 @@ class Generation:
             pages=dict(_json_or(path / idx.PAGES, {})),
             manifest={k: v for k, v in _json_or(path / idx.MANIFEST, {}).items() if k != "hashes"},
         )
+
+    @cached_property
+    def context(self) -> Context:
+        """What the query reader needs besides the vocabularies: which words are first authors'
+        family names, and the labels of grades (querytext.Context)."""
+        return Context(self.vocab, self.is_first_author, self.labels_of.get("grade", {}))
+
+    def is_first_author(self, key: str) -> bool:
+        return "first_author" in self.schema and len(self._postings("first_author", key)) > 0
+
+    def known_word(self, word: str) -> bool:
+        """A word that is never "corrected": one of the indexed text or of a vocabulary name
+        (M1, S2, H1 too), and any word with a digit or of one or two letters."""
+        word = word.lower()
+        return word in self.spelling_words or word in self._name_words or len(word) < 3 or not word.isalpha()
+
+    @cached_property
+    def _name_words(self) -> frozenset[str]:
+        return frozenset(w for name, _, _ in self.vocab.names() for w in name.split())
+
+    @cached_property
+    def _sorted_words(self) -> list[str]:
+        return sorted(self.spelling_words)
+
+    def term_mask(self, fieldname: str, text: str) -> Mask:
+        """Documents holding one term of a field."""
+        return self.store.mask_of(self._postings(fieldname, text))
+
+    @cached_property
+    def indication_codes(self) -> Any:
+        """One indication per document as a number (-1: none), for spreading answers over conditions."""
+        codes = np.full(self.store.size, -1, dtype=np.int32)
+        for i, (_, ids) in enumerate(sorted(self.store.postings.get("indication", {}).items())):
+            free = ids[codes[ids] < 0]
+            codes[free] = i
+        return codes
 
     @cached_property
     def schema(self) -> Any:
@@ -308,7 +345,7 @@ class Generation:
         runs out: a suggestion is optional)."""
         try:
             parsed = _SPELLING_PARSER.parse(text)
-            corrector = _WordCorrector(self.spelling_words, budget)
+            corrector = _WordCorrector(self.spelling_words, self._sorted_words, self.known_word, budget)
             correctors = {name: corrector for name in SEARCH_FIELDS}
             correction = self.searcher().correct_query(parsed, text, correctors=correctors)
         except Exception:  # a suggestion is optional; never let it break a search
@@ -462,21 +499,32 @@ def _segments(marked: str) -> tuple[tuple[Segment, ...], ...]:
 
 
 class _WordCorrector(spelling.Corrector):
-    """Whoosh's list corrector, but a known word stays as it is, and among equally close words
-    the one in more documents wins (Whoosh alone would turn 'pain' into 'main')."""
+    """Whoosh's list corrector, but a known word stays as it is, a swap of two letters is one
+    edit ('pian' is one edit from 'pain', as from 'gian'), and among equally close words the one
+    in more documents wins (Whoosh alone would turn 'pain' into 'main', and 'pian' into 'gian')."""
 
-    def __init__(self, frequencies: dict[str, int], budget: Budget = UNLIMITED) -> None:
+    def __init__(
+        self,
+        frequencies: dict[str, int],
+        words: list[str],
+        known: Callable[[str], bool],
+        budget: Budget = UNLIMITED,
+    ) -> None:
         self.frequencies = frequencies
+        self.known = known
         self.budget = budget
-        self.inner = spelling.ListCorrector(sorted(frequencies))
+        self.inner = spelling.ListCorrector(words)
 
     def suggest(self, text: str, limit: int = 5, maxdist: int = 2, prefix: int = 0) -> list[str]:
         self.budget.check()  # once per word; correct() gives up quietly when it raises
-        if text in self.frequencies:
+        if self.known(text):
             return [text]
-        found = list(self.inner._suggestions(text, maxdist, prefix))  # (-distance, word)
-        found.sort(key=lambda item: (-item[0], -self.frequencies.get(item[1], 0), item[1]))
-        return [word for _, word in found[:limit]]
+        found = [word for _, word in self.inner._suggestions(text, maxdist, prefix)]
+        scored = [
+            (edit_distance(text, word, maxdist), -self.frequencies.get(word, 0), word) for word in found
+        ]
+        scored.sort()
+        return [word for _, _, word in scored[:limit]]
 
 
 _SPELLING_PARSER = MultifieldParser(list(SEARCH_FIELDS), schema=idx.spelling_schema())

@@ -306,7 +306,14 @@ FIELDS: tuple[TextField, ...] = (
     # One searchable text field (title, summary and the rest): matching a word is one posting
     # list instead of a union over fields.
     TextField("text", "text", ("title", "summary", "body")),
+    # Family names of every author (von + last: given names are never searched as words);
+    # `author:` reads author_keys, and first_author ranks an author's own papers first.
     TextField("authors", "text", ("author",)),
+    TextField("author_keys", "keyword"),  # folded family names, with initials: andreobadia, andreobadia_n
+    TextField("first_author", "keyword"),  # the same keys of the first author only
+    # Identifiers of the reference a document is (or is drawn from): BibTeX key, DOI, PMID,
+    # PMCID, Cochrane review number, NCT number, and a record's own id; lower-case.
+    TextField("identifiers", "keyword", ("doi", "pmid", "pmcid", "nct", "key")),
     TextField("title", "stored"),
     TextField("summary", "stored"),
     TextField("data", "stored"),

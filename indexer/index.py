@@ -34,7 +34,8 @@ from .fields import DOSE_NUMBERS, FACETS, FIELDS
 from .fsio import atomic_write, process_lock
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 11  # 8: dose data; 9: pages.json; 10: numeric dose fields; 11: map as data only
+SCHEMA_VERSION = 12  # 8: dose data; 9: pages.json; 10: numeric dose fields; 11: map as data only;
+# 12: identifiers, author keys and family names only in `authors`
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
@@ -284,7 +285,8 @@ def _to_fields(doc: dict[str, Any]) -> dict[str, Any]:
     fields = {k: v for k, v in doc.items() if k != "hash"}
     for facet in FACETS:
         fields.setdefault(facet.name, [] if facet.multi else "")
-    for name in (*FACETS.multi_valued, "concepts", *(d.field for d in DOSE_NUMBERS)):
+    keywords = [f.name for f in FIELDS if f.kind == "keyword"]
+    for name in dict.fromkeys((*FACETS.multi_valued, *keywords, *(d.field for d in DOSE_NUMBERS))):
         fields[name] = " ".join(fields.get(name) or [])
     return fields
 

@@ -28,13 +28,19 @@ JSON_VERSION = 1  # bump when the shape of results_json changes incompatibly
 
 @dataclass(frozen=True)
 class Query:
-    """What the user asked for: text, facet filters, sort and page."""
+    """What the user asked for: text, facet filters, sort and page.
+
+    `nocorrect`: a query that finds nothing is not replaced by its spelling correction (the
+    correction is only suggested); `literal`: field words (`level A`, `2015-2020`, `Cochrane`)
+    are searched as words instead of being read as filters."""
 
     text: str = ""
     filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
     sort: str = "evidence"
     page: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
+    nocorrect: bool = False
+    literal: bool = False
 
     @classmethod
     def make(
@@ -44,6 +50,9 @@ class Query:
         sort: str = "evidence",
         page: int = 1,
         page_size: int = DEFAULT_PAGE_SIZE,
+        *,
+        nocorrect: bool = False,
+        literal: bool = False,
     ) -> Query:
         """Normalise filters (comma-separated values split, sorted, no empty values) so equal
         views compare equal."""
@@ -53,7 +62,8 @@ class Query:
                 for name, values in (filters or {}).items()
             )
         )
-        return cls(text.strip(), tuple((n, v) for n, v in clean if v), sort, page, page_size)
+        filtered = tuple((n, v) for n, v in clean if v)
+        return cls(text.strip(), filtered, sort, page, page_size, nocorrect, literal)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Query:
@@ -74,18 +84,21 @@ class Query:
             params.append(("page", str(query.page)))
         if query.page_size != DEFAULT_PAGE_SIZE:
             params.append(("page_size", str(query.page_size)))
+        params += [(name, "1") for name in FLAGS if getattr(query, name)]
         return params
 
     def toggled(self, name: str, value: str) -> Query:
         """The same query with one facet value switched on or off, back on page 1."""
         current = set(self.filter_map.get(name, ()))
         current ^= {value}
-        filters = {**self.filter_map, name: tuple(current)}
-        return Query.make(self.text, filters, self.sort, 1, self.page_size)
+        return self.with_filter(name, current)
 
     def with_filter(self, name: str, values: Iterable[str]) -> Query:
         """The same query with facet `name` restricted to `values` (replacing its filter)."""
-        return Query.make(self.text, {**self.filter_map, name: tuple(values)}, self.sort, 1, self.page_size)
+        filters = {**self.filter_map, name: tuple(values)}
+        return Query.make(
+            self.text, filters, self.sort, 1, self.page_size, nocorrect=self.nocorrect, literal=self.literal
+        )
 
 
 def check_limits(query: Query) -> None:
@@ -113,6 +126,10 @@ def split_values(values: str | Iterable[str]) -> list[str]:
     return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
 
 
+FLAGS = ("nocorrect", "literal")  # URL parameters that switch a reading off: ?nocorrect=1
+TRUE = frozenset({"1", "true", "yes", "on"})
+
+
 def _number(raw: Any, default: int) -> int:
     """A page number as typed: digits only; anything else is 0, which search() rejects."""
     text = str(raw if raw not in (None, "") else default).strip()
@@ -120,7 +137,8 @@ def _number(raw: Any, default: int) -> int:
 
 
 def parse_params(params: Mapping[str, Any]) -> Query:
-    """A Query from search parameters: q, sort, page, page_size and one parameter per facet.
+    """A Query from search parameters: q, sort, page, page_size, the flags nocorrect and
+    literal (1/true/yes/on), and one parameter per facet.
 
     `params` may be a werkzeug MultiDict (repeated parameters), or map names to a string or a
     list of strings (the CLI's options, indexer.api's keyword arguments). A facet value may hold
@@ -145,6 +163,8 @@ def parse_params(params: Mapping[str, Any]) -> Query:
         str(one("sort") or "evidence"),
         _number(one("page"), 1),
         _number(one("page_size"), DEFAULT_PAGE_SIZE),
+        nocorrect=str(one("nocorrect") or "").strip().lower() in TRUE,
+        literal=str(one("literal") or "").strip().lower() in TRUE,
     )
 
 
@@ -191,10 +211,25 @@ class Results:
     expansions: tuple[dict[str, str], ...] = ()
     error: str | None = None
     generation: str = ""
+    # A query that found nothing was run as its spelling correction: the hits are for
+    # `corrected_to`, and `corrected_from` is the text as typed (query.text; ?nocorrect=1 runs it).
+    corrected_from: str | None = None
+    corrected_to: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def readings(self) -> tuple[dict[str, str], ...]:
+        """How the query was read ("How we read your query"), without the spelling correction
+        (shown on its own, as "Showing results for ...")."""
+        return tuple(e for e in self.expansions if e.get("vocabulary") != "spelling")
+
+    @property
+    def read_as_filters(self) -> bool:
+        """Some words were read as filters (level A, 2015-2020...): ?literal=1 searches them as words."""
+        return any(e.get("vocabulary") == "filter" for e in self.expansions)
 
     @property
     def page_count(self) -> int:
@@ -219,6 +254,8 @@ def results_json(results: Results) -> dict[str, Any]:
             "sort": results.query.sort,
             "page": results.query.page,
             "page_size": results.query.page_size,
+            "nocorrect": results.query.nocorrect,
+            "literal": results.query.literal,
         },
         "total": results.total,
         "page_count": results.page_count,
@@ -226,6 +263,8 @@ def results_json(results: Results) -> dict[str, Any]:
         "understood": results.understood,
         "expansions": list(results.expansions),
         "suggestion": results.suggestion,
+        "corrected_from": results.corrected_from,
+        "corrected_to": results.corrected_to,
         "facets": {name: [asdict(v) for v in values] for name, values in results.facets.items()},
         "hits": [
             {

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .engine import Budget, Generation, Reader
 from .errors import IndexMissing, QueryError, QueryTooExpensive
 from .facets import Mask
-from .fields import FACETS, SORTS
+from .fields import FACETS, REFERENCE_PREFIX, SORTS
 from .models import LEVEL_LABELS
 from .query import MAX_PAGE_SIZE, FacetValue, Hit, Query, Results, check_limits
-from .querytext import CJK, Understood, understand
+from .querytext import CJK, TOKEN, Understood, is_plain_word, suggest_names, understand
 from .settings import DEFAULT_QUERY_BUDGET_MS
 from .vocab import Vocabularies
 
@@ -75,7 +76,7 @@ class SearchIndex:
         try:
             opened = self.generation()
             query = normalise(query, opened.vocab)
-            understood = understand(query.text, opened.vocab)
+            understood = read(opened, query)
             query = dose_intent(query, understood)
         except QueryError as exc:
             return Results(query, error=str(exc))
@@ -104,17 +105,21 @@ class SearchIndex:
         opened = self.generation()
         budget = Budget(self.budget_ms)
         query = normalise(replace(query, page=1, page_size=MAX_PAGE_SIZE), opened.vocab)
-        understood = understand(query.text, opened.vocab)
+        understood = read(opened, query)
         query = dose_intent(query, understood)
         parsed = opened.parse(understood.text, budget)
-        matched = opened.store.filtered(
-            opened.match(parsed, budget) if parsed is not None else opened.store.alive, query.filter_map
-        )
+        matched = opened.store.filtered(_base(opened, parsed, budget), query.filter_map)
+        if not matched.any() and _correctable(query) and not query.nocorrect:
+            correction = _suggest(opened, query, budget)  # as the page does: the same hits
+            if correction is not None:
+                understood = read(opened, replace(query, text=correction))
+                parsed = opened.parse(understood.text, budget)
+                matched = opened.store.filtered(_base(opened, parsed, budget), query.filter_map)
         if query.sort == "relevance" and parsed is not None:
             total = int(np.count_nonzero(matched))
             order = [d for d, _ in opened.ranked(parsed, matched, 0, max(total, 1), budget)]
         else:
-            order = opened.store.ordered(matched, "year" if query.sort == "year" else "evidence").tolist()
+            order = ordered(opened, matched, understood, query, budget, by_filters=False).tolist()
         return (_hit(opened, d, query.sort, None, frozenset()) for d in order)
 
     def document(self, doc_id: str) -> dict[str, Any] | None:
@@ -200,7 +205,7 @@ def normalise(query: Query, vocab: Vocabularies) -> Query:
         if facet is None:
             raise QueryError(f"unknown filter '{name}' (expected one of {', '.join(FACETS.names)})")
         filters[name] = [facet.normalise(v, vocab) for v in values]
-    return Query.make(query.text, filters, query.sort, query.page, query.page_size)
+    return replace(query, text=query.text.strip(), filters=Query.make("", filters).filters)
 
 
 def _cached(opened: Generation, query: Query) -> Results | None:
@@ -228,32 +233,48 @@ def _remember(opened: Generation, query: Query, results: Results) -> Results:
 # -- running ---------------------------------------------------------------------------------
 
 
-def _run(opened: Generation, query: Query, understood: Understood, budget: Budget) -> Results:
+def read(opened: Generation, query: Query) -> Understood:
+    """The query text as the engine gets it (querytext.understand with this index's context)."""
+    return understand(query.text, opened.vocab, opened.context, literal=query.literal)
+
+
+def _base(opened: Generation, parsed: Any, budget: Budget) -> Mask:
+    return opened.match(parsed, budget) if parsed is not None else opened.store.alive
+
+
+def _correctable(query: Query) -> bool:
+    return bool(query.text) and not CJK.search(query.text)
+
+
+def _run(
+    opened: Generation, query: Query, understood: Understood, budget: Budget, *, correct: bool = True
+) -> Results:
     store = opened.store
     text, expansions = understood.text, understood.expansions
     parsed = opened.parse(text, budget)
     filters = query.filter_map
-    broader = {**understood.broader, **_broader_of_filters(opened, filters)}
-    base = opened.match(parsed, budget) if parsed is not None else store.alive
+    base = _base(opened, parsed, budget)
     matched = _filtered(opened, base, filters)
+    total = int(np.count_nonzero(matched))
+    suggestion = None
+    if total == 0 and correct and _correctable(query):
+        suggestion = _suggest(opened, query, budget)
+        if suggestion is not None and not query.nocorrect:
+            return _corrected(opened, query, suggestion, budget)
+    broader = {**understood.broader, **_broader_of_filters(opened, filters)}
     counts = {name: store.counts(name, matched) for name in FACETS.names if name not in filters}
     for name in filters:  # disjunctive counts: a facet's own filter does not narrow its counts
         budget.check()
         counts[name] = store.counts(name, _filtered(opened, base, filters, skip=name))
-    total = int(np.count_nonzero(matched))
     start = (query.page - 1) * query.page_size
     specific = _specific(opened, understood, filters, matched, budget) if broader else None
-    page, scores = _page(opened, parsed, matched, query, start, budget, specific)
+    page, scores = _page(opened, parsed, matched, query, understood, start, budget)
     budget.check()
     terms = opened.highlight_terms(parsed)
     hits = tuple(
         _hit(opened, d, query.sort, scores.get(d), terms, _covers_note(opened, d, broader, specific))
         for d in page
     )
-    suggestion = None
-    if total == 0 and query.text and not CJK.search(query.text):
-        within = store.filtered(store.alive, filters) if filters else None
-        suggestion = _suggest(opened, query.text, within, budget)
     shown = tuple(
         {"text": e.text, "vocabulary": e.vocabulary, "id": e.term_id, "label": e.label} for e in expansions
     )
@@ -262,32 +283,227 @@ def _run(opened: Generation, query: Query, understood: Understood, budget: Budge
     )
 
 
+def _corrected(opened: Generation, query: Query, correction: str, budget: Budget) -> Results:
+    """The results of the corrected text, for the query as typed (its links keep the typo, so
+    every page runs the same correction; ?nocorrect=1 runs the text as typed)."""
+    corrected = replace(query, text=correction)
+    results = _run(opened, corrected, read(opened, corrected), budget, correct=False)
+    spelling = {"text": query.text, "vocabulary": "spelling", "id": correction, "label": correction}
+    return replace(
+        results,
+        query=query,
+        expansions=(spelling, *results.expansions),
+        corrected_from=query.text,
+        corrected_to=correction,
+    )
+
+
 def _page(
     opened: Generation,
     parsed: Any,
     matched: Mask,
     query: Query,
+    understood: Understood,
     start: int,
     budget: Budget,
-    specific: Mask | None = None,
 ) -> tuple[list[int], dict[int, float]]:
-    """Doc numbers of the requested page, and scores when sorting by relevance.
-
-    With `specific` (the hits about the condition asked for, not only a broader one), the
-    answers come first: questions and verdicts on the condition itself, then those on its broader
-    conditions (labelled), then everything else; each part in the query's order."""
+    """Doc numbers of the requested page, and scores when sorting by relevance."""
     if query.sort == "relevance" and parsed is not None:
         top = opened.ranked(parsed, matched, start, query.page_size, budget)
         return [d for d, _ in top], dict(top)
-    sort = "year" if query.sort == "year" else "evidence"
-    store = opened.store
-    if specific is None:
-        order = store.ordered(matched, sort)
-    else:
-        answers = store.any_of("type", VERDICT_TYPES)
-        tiers = (specific & answers, ~specific & answers, specific & ~answers, ~specific & ~answers)
-        order = np.concatenate([store.ordered(matched & tier, sort) for tier in tiers])
+    order = ordered(opened, matched, understood, query, budget)
     return order[start : start + query.page_size].tolist(), {}
+
+
+# -- order: what comes first ------------------------------------------------------------------
+#
+# Within the query's sort (strongest evidence first, or newest first) documents come in tiers,
+# each tier in the sort's order:
+#   1. identifiers: the reference a DOI, PMID or key names, then the records drawn from it;
+#   2. first authors: their papers newest first (a study record stands for its paper), then the
+#      rest they wrote;
+#   3. intents: for "how long does it last", the documents about maintenance;
+#   4. a condition named: questions on the condition itself (those on the intervention named
+#      first), its other answers, answers on narrower conditions, its studies, narrower studies,
+#      then answers on broader conditions, nearest first, questions first;
+#      vocabulary terms named without a condition: documents having the terms as concepts
+#      (not only the words), answers first, spread over the conditions they answer;
+#   5. everything else the query matched.
+MAX_PAPERS = 300  # first-authored documents told apart by paper (past that: the sort's order)
+SPREAD = 2  # answers per condition in each round when answers are spread over conditions
+
+Order = Callable[[Mask], Any]
+
+
+def ordered(
+    opened: Generation,
+    matched: Mask,
+    understood: Understood,
+    query: Query,
+    budget: Budget,
+    *,
+    by_filters: bool = True,
+) -> NDArray[np.int64]:
+    """Doc numbers of `matched` in the order of the page: tiers (above), each in the query's sort.
+
+    `by_filters`: a condition filter orders like a condition named (the page, whose filter also
+    admits the answers on broader conditions); exports, which hold only the condition filtered
+    on, keep the sort's order there."""
+    store = opened.store
+    sort = "year" if query.sort == "year" else "evidence"
+    conditions = list(query.filter_map.get("indication", ())) if by_filters else []
+    left = matched.copy()
+    parts: list[Any] = []
+    for tier, order in _tiers(opened, understood, conditions, sort, budget):
+        tier = tier & left
+        if tier.any():
+            left[tier] = False
+            parts.append(order(tier) if order else store.ordered(tier, sort))
+    parts.append(store.ordered(left, sort))
+    return np.concatenate(parts).astype(np.int64)
+
+
+def _tiers(
+    opened: Generation,
+    understood: Understood,
+    filtered: list[str],
+    sort: str,
+    budget: Budget,
+) -> Iterator[tuple[Mask, Order | None]]:
+    store = opened.store
+    if understood.identifiers:
+        named = opened.match(opened.parse(" OR ".join(understood.identifiers), budget), budget)
+        yield named & store.any_of("type", ("reference",)), None
+        yield named, None
+    if understood.authors:
+        firsts = np.zeros(store.size, dtype=bool)
+        for key in understood.authors:
+            firsts |= opened.term_mask("first_author", key)
+        yield firsts, lambda mask: _papers(opened, mask, sort)
+    for clause in understood.prefer:
+        yield opened.match(opened.parse(clause, budget), budget), None
+    yield from _concept_tiers(opened, understood, filtered, sort)
+
+
+def _papers(opened: Generation, mask: Mask, sort: str) -> Any:
+    """An author's papers newest first (the study record of a paper stands for it; a paper
+    without one, such as a guideline, is its reference), then the rest (recommendations...)."""
+    store = opened.store
+    if np.count_nonzero(mask) > MAX_PAPERS:
+        return store.ordered(mask, sort)
+    studies = mask & store.any_of("type", ("study",))
+    summarised = {opened.stored(d)["id"] for d in np.flatnonzero(studies).tolist()}
+    papers = studies.copy()
+    for d in np.flatnonzero(mask & store.any_of("type", ("reference",))).tolist():
+        papers[d] = opened.stored(d)["id"].removeprefix(REFERENCE_PREFIX) not in summarised
+    return np.concatenate([store.ordered(papers, "year"), store.ordered(mask & ~papers, sort)])
+
+
+def _concept_tiers(
+    opened: Generation, understood: Understood, filtered: list[str], sort: str
+) -> Iterator[tuple[Mask, Order | None]]:
+    store = opened.store
+    terms = understood.terms
+    conditions = _narrowest(opened, [e.term_id for e in terms if e.vocabulary == "indications"])
+    conditions += [c for c in filtered if c not in conditions]
+    others = [e for e in terms if e.vocabulary != "indications"]
+    concept = _concepts_of(opened, others) if others else None
+    answers = store.any_of("type", VERDICT_TYPES)
+    if not conditions:
+        if concept is None:
+            return
+        if any(e.vocabulary == "targeting" for e in others):  # comparisons of navigated and not
+            yield concept & store.any_of("navigated", ("yes",)) & store.any_of("navigated", ("no",)), None
+        close = _named_intervention(opened, others)
+        yield concept & answers & close, lambda mask: _spread(opened, mask, sort)
+        yield concept & close, None
+        yield concept & answers, lambda mask: _spread(opened, mask, sort)
+        yield concept, None
+        return
+    questions = store.any_of("type", ("question",))
+    close = questions & _named_intervention(opened, others)
+    exact = store.any_of("indication", conditions)
+    narrow = np.zeros(store.size, dtype=bool)
+    for condition in conditions:
+        narrow |= opened.term_mask("concepts", condition)
+    narrow &= ~exact
+    tiers = [exact & close, exact & questions, exact & answers, narrow & answers, exact, narrow]
+    ancestors = dict.fromkeys(a for c in conditions for a in opened.vocab.ancestors("indications", c))
+    for ancestor in ancestors:
+        broad = store.any_of("covers", (ancestor,)) & answers
+        tiers += [broad & close, broad & questions, broad]
+    for tier in tiers:
+        if concept is not None:
+            yield tier & concept, None
+        yield tier, None
+
+
+def _narrowest(opened: Generation, conditions: list[str]) -> list[str]:
+    """The conditions named, without those that are broader than another one named
+    ('脊髓損傷 神經痛' asks about spinal cord injury pain, a neuropathic pain)."""
+    broader = {a for c in conditions for a in opened.vocab.ancestors("indications", c)}
+    return list(dict.fromkeys(c for c in conditions if c not in broader))
+
+
+def _concepts_of(opened: Generation, terms: list[Any]) -> Mask:
+    """Documents having, for each piece of the query read as vocabulary terms, one of its terms
+    as a concept (the words alone do not count)."""
+    store = opened.store
+    mask = store.alive.copy()
+    pieces: dict[str, list[str]] = {}
+    for e in terms:
+        pieces.setdefault(e.text, []).append(e.term_id)
+    for ids in pieces.values():
+        either = np.zeros(store.size, dtype=bool)
+        for term_id in ids:
+            either |= opened.term_mask("concepts", term_id)
+        mask &= either
+    return mask
+
+
+def _named_intervention(opened: Generation, terms: list[Any]) -> Mask:
+    """Documents whose own protocols and targets are only those the query names (or kinds of
+    them): 'is rTMS effective for neuropathic pain' asks first about rTMS in general, 'low
+    frequency DLPFC' about LF-rTMS alone (not LF and HF together), 'theta burst' about iTBS and
+    cTBS."""
+    store = opened.store
+    named = {"protocols": "protocol", "targets": "target"}
+    wanted = {facet: {e.term_id for e in terms if e.vocabulary == v} for v, facet in named.items()}
+    if not any(wanted.values()):
+        return np.zeros(store.size, dtype=bool)
+    mask = store.alive.copy()
+    for vocabulary, facet in named.items():
+        ids = wanted[facet]
+        if not ids:
+            continue
+        # Kinds of a term named are that term (iTBS for theta burst, M1 hand area for M1), but
+        # not for rTMS itself: every protocol is a kind of it, and naming it asks about rTMS
+        # in general.
+        roots = {i for i in ids if facet == "protocol" and not opened.vocab.ancestors(vocabulary, i)}
+        ids |= {
+            t
+            for t in opened.vocab.terms.get(vocabulary, {})
+            if (ids - roots) & set(opened.vocab.ancestors(vocabulary, t))
+        }
+        others = [v for v in store.postings.get(facet, {}) if v not in ids]
+        mask &= store.any_of(facet, ids) & ~store.any_of(facet, others)
+    return mask
+
+
+def _spread(opened: Generation, mask: Mask, sort: str) -> Any:
+    """Answers in the sort's order, but SPREAD per condition in each round, so a query that names
+    no condition shows the answers of each condition it matches on its first page."""
+    order = opened.store.ordered(mask, sort)
+    codes = opened.indication_codes[order].tolist()
+    seen: dict[int, int] = {}
+    rank: dict[int, int] = {}
+    rounds, groups = [], []
+    for code in codes:
+        seen[code] = seen.get(code, 0) + 1
+        rank.setdefault(code, len(rank))
+        rounds.append((seen[code] - 1) // SPREAD)
+        groups.append(rank[code])
+    return order[np.lexsort((np.arange(len(order)), np.array(groups), np.array(rounds)))]
 
 
 def _broader_of_filters(opened: Generation, filters: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
@@ -436,22 +652,52 @@ def facet_label(opened: Generation, name: str, value: str) -> str:
     return label
 
 
-def _suggest(opened: Generation, text: str, within: Mask | None, budget: Budget) -> str | None:
-    """A corrected query string that finds something, from indexed words and vocabulary names
-    (None when there is none, or no time left to look: a suggestion is optional)."""
-    correction = opened.correct(text, budget)
-    if correction is None:
-        return None
+def _suggest(opened: Generation, query: Query, budget: Budget) -> str | None:
+    """A corrected query text that finds something within the query's filters: misspelt
+    vocabulary names replaced as a whole, then other unknown words by the closest frequent word
+    (None when there is none, or no time left to look: a correction is optional)."""
+    text = query.text
     try:
-        rewritten = understand(correction, opened.vocab).text
+        named = suggest_names(text, opened.context, opened.known_word)
+        correction = _keep_case(text, opened.correct(named, budget) or named)
+        if correction.casefold() == text.casefold() or not _same_syntax(text, correction):
+            return None
+        rewritten = read(opened, replace(query, text=correction)).text
         docs = opened.match(opened.parse(rewritten, budget), budget) if rewritten else None
-    except QueryError:
+    except (QueryError, QueryTooExpensive):
         return None
     if docs is None:
         return None
-    if within is not None:
-        docs &= within
-    return correction if docs.any() else None
+    return correction if _filtered(opened, docs, query.filter_map).any() else None
+
+
+def _same_syntax(typed: str, corrected: str) -> bool:
+    """Only words were corrected (also after a field name: `title:fibromyalga`); field names,
+    phrases, operators and brackets are as typed."""
+    before, after = TOKEN.findall(typed), TOKEN.findall(corrected)
+    return len(before) == len(after) and all(
+        old == new or (_word_of(old) is not None and _word_of(old) == _word_of(new))
+        for old, new in zip(before, after, strict=True)
+    )
+
+
+def _word_of(token: str) -> str | None:
+    """'' for a plain word, 'title' for `title:word`; None for any other token."""
+    if is_plain_word(token):
+        return ""
+    name, _, value = token.partition(":")
+    return name.lower() if name.isalpha() and value and is_plain_word(value) else None
+
+
+def _keep_case(typed: str, corrected: str) -> str:
+    """The correction with the capitals of the words as typed ('Lefauchuer' -> 'Lefaucheur')."""
+    before, after = typed.split(), corrected.split()
+    if len(before) != len(after):
+        return corrected
+    return " ".join(
+        new[:1].upper() + new[1:] if old[:1].isupper() and new[:1].islower() else new
+        for old, new in zip(before, after, strict=True)
+    )
 
 
 def dose_intent(query: Query, understood: Understood) -> Query:
@@ -459,9 +705,7 @@ def dose_intent(query: Query, understood: Understood) -> Query:
     the type filter says so on the page and can be removed like any other."""
     if query.filter_map.get("type") or not any(e.vocabulary == "dose" for e in understood.expansions):
         return query
-    return Query.make(
-        query.text, {**query.filter_map, "type": ("study",)}, query.sort, query.page, query.page_size
-    )
+    return replace(query, filters=Query.make("", {**query.filter_map, "type": ("study",)}).filters)
 
 
 def key_aliases(index_dir: Path) -> dict[str, str]:

@@ -84,6 +84,34 @@ CASES: list[list[tuple[str, str]]] = [
     [("year", str(1900 + i)) for i in range(50)]
     + [("guideline", f"g{i}") for i in range(50)]
     + [("source", "s")],
+    # issue 14: typos run their correction, field words are filters, identifiers, authors
+    [("q", "neuropathc pian")],
+    [("q", "depresion")],
+    [("q", "depresion"), ("level", "A")],
+    [("q", "level A")],
+    [("q", "level A neuropathic pain")],
+    [("q", "class II studies fibromyalgia")],
+    [("q", "neuropathic pain trials since 2019")],
+    [("q", "2015-2020")],
+    [("q", "Cochrane")],
+    [("q", "third-line")],
+    [("q", "PMID: 31593002")],
+    [("q", "doi:10.1016/j.pain.2013.03.016")],
+    [("q", "https://doi.org/10.1111/pme.12832")],
+    [("q", "PMC4969102")],
+    [("q", "author:thomas")],
+    [("q", "André-Obadia N")],
+    [("q", "does rTMS work for sciatica")],
+    [("q", "x ANDNOT ANDNOT y")],
+]
+# The flags that switch a reading off (?nocorrect=1, ?literal=1): the web, the API and the Python
+# API (the CLI has no option for them yet; a quoted phrase is never corrected or read as a filter).
+FLAG_CASES: list[list[tuple[str, str]]] = [
+    [("q", "neuropathc pian"), ("nocorrect", "1")],
+    [("q", "neuropathc pian"), ("nocorrect", "0")],
+    [("q", "level A"), ("literal", "1")],
+    [("q", "level A"), ("literal", "true")],
+    [("q", "level A neuropathic pain"), ("literal", "1"), ("nocorrect", "1")],
 ]
 
 
@@ -180,6 +208,36 @@ def test_web_api_cli_and_python_agree(client, index_dir: Path, case) -> None:
         "python": _python_total(index_dir, case),
     }
     assert len(set(totals.values())) == 1, totals
+
+
+@pytest.mark.parametrize("case", FLAG_CASES, ids=_case_id)
+def test_flags_agree_on_web_api_and_python(client, index_dir: Path, case) -> None:
+    totals = {
+        "web": _web_total(client, case),
+        "api": _api_total(client, case),
+        "python": _python_total(index_dir, case),
+    }
+    assert len(set(totals.values())) == 1, totals
+
+
+def test_a_correction_is_reported_alike_everywhere(client, index_dir: Path) -> None:
+    """'Showing results for neuropathic pain' on the page; corrected_from/corrected_to in the
+    JSON of the API and of the CLI and on the Python API's Results."""
+    page = client.get("/?q=neuropathc+pian").get_data(as_text=True)
+    assert "Showing results for <strong>neuropathic pain</strong>" in page
+    api = client.get("/api/search?q=neuropathc+pian").get_json()
+    result = CliRunner().invoke(
+        cli, ["search", "neuropathc pian", "--format", "json", "--index-dir", str(index_dir)]
+    )
+    cli_json = json.loads(result.output)
+    python = open_kb(index_dir=index_dir).search("neuropathc pian")
+    for got in (
+        api,
+        cli_json,
+        {"corrected_from": python.corrected_from, "corrected_to": python.corrected_to},
+    ):
+        assert (got["corrected_from"], got["corrected_to"]) == ("neuropathc pian", "neuropathic pain")
+    assert api["total"] == cli_json["total"] == python.total > 0
 
 
 def test_comma_separated_values_mean_or_everywhere(client, index_dir: Path) -> None:

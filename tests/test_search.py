@@ -122,11 +122,15 @@ def test_year_sort(index_dir: Path) -> None:
         ("stimulaton motor", "stimulation motor"),
     ],
 )
-def test_spelling_suggestion(index_dir: Path, typed: str, suggested: str) -> None:
+def test_spelling_correction(index_dir: Path, typed: str, suggested: str) -> None:
+    """A query that finds nothing is run as its correction, and says so; with nocorrect it is
+    run as typed (nothing found) and the correction is only suggested."""
     results = search(index_dir, Query.make(typed))
-    assert results.total == 0
-    assert results.suggestion == suggested
-    assert search(index_dir, Query.make(suggested)).total > 0
+    assert (results.corrected_from, results.corrected_to) == (typed, suggested)
+    assert results.query.text == typed and results.suggestion is None
+    assert results.total == search(index_dir, Query.make(suggested)).total > 0
+    as_typed = search(index_dir, Query.make(typed, nocorrect=True))
+    assert as_typed.total == 0 and as_typed.suggestion == suggested and as_typed.corrected_to is None
 
 
 def test_understood_query_shows_expansion(index_dir: Path) -> None:
@@ -175,9 +179,10 @@ def test_search_cli_json_and_table(runner, index_dir: Path) -> None:
     import json
 
     data = json.loads(result.output)
-    # Answers first: the neuropathic-pain verdict covering shingles, labelled; then the PHN study.
-    assert [h["id"] for h in data["hits"]] == ["guide2020-np-m1-hf", "alpha2010test"]
-    assert data["hits"][0]["note"].startswith("covers neuropathic pain in general")
+    # The condition's own records first (the PHN study), then the answers on its broader
+    # condition, labelled (relevance issue 14: 'sciatica' must find the sciatica trials).
+    assert [h["id"] for h in data["hits"]] == ["alpha2010test", "guide2020-np-m1-hf"]
+    assert data["hits"][1]["note"].startswith("covers neuropathic pain in general")
     assert data["facets"]["indication"][0]["count"] >= 1
     table = runner.invoke(cli, ["search", "", "--level", "A", "--index-dir", str(index_dir)])
     assert "guide2020-np-m1-hf" in table.output and "1 result(s)" in table.output
