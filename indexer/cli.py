@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from . import cli_write, pipeline
+from .answers import answers
 from .cli_common import (
     INDEX_OPTION,
     ROOT_OPTION,
@@ -168,11 +169,13 @@ def search_command(
     settings = make_settings(root, index_dir)
     query = parse_params(search_params(text, sort, page, page_size, facets))
     with converted():
-        results = SearchIndex(settings.index_dir, budget_ms=settings.query_budget_ms).search(query)
+        index = SearchIndex(settings.index_dir, budget_ms=settings.query_budget_ms)
+        results = index.search(query)
     if not results.ok:
         raise click.ClickException(f"bad query: {results.error}")
     if fmt == "json":
-        echo_safely(lambda: click.echo(json.dumps(results_json(results), indent=2, ensure_ascii=False)))
+        body = {**results_json(results), "answers": answers(index, results) if query.page == 1 else []}
+        echo_safely(lambda: click.echo(json.dumps(body, indent=2, ensure_ascii=False)))
     else:
         echo_safely(lambda: print_table(results))
 

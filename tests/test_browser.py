@@ -200,12 +200,13 @@ def test_search_shows_hits_and_how_the_query_was_read(page: Page, server: str) -
     page.get_by_label("Search guidelines, studies and references").fill("shingles")
     page.keyboard.press("Enter")
     expect(page.locator("#understood")).to_contain_text("Postherpetic neuralgia")
-    # Answers first: the neuropathic-pain recommendation, labelled as covering shingles; then the study.
-    first = page.locator("#results .hit").first
-    expect(first.locator(".covers-note")).to_contain_text("Covers neuropathic pain in general")
-    study = page.locator("#results .hit").nth(1)
+    # The condition's own study first, then the neuropathic-pain recommendation, labelled as
+    # covering shingles (its broader condition).
+    study = page.locator("#results .hit").first
     expect(study.locator(".hit-title")).to_contain_text("Alpha")
     expect(study.locator(".rank-reason")).to_contain_text("Class I study")
+    broader = page.locator("#results .hit").nth(1)
+    expect(broader.locator(".covers-note")).to_contain_text("Covers neuropathic pain in general")
 
 
 def test_clicking_a_facet_filters_and_is_in_the_url(page: Page, server: str) -> None:
