@@ -130,5 +130,5 @@ def open_kb(
     """
     settings = resolve_settings(root, index_dir, query_budget_ms=query_budget_ms)
     if build:
-        ensure_index(settings)
+        ensure_index(settings, strict=True)
     return KB(settings)

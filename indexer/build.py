@@ -1,14 +1,17 @@
 """Build or refresh the index of a knowledge base: the orchestration every front uses.
 
 `ensure_index` parses, validates and grades the KB only when its sources changed since the live
-generation was built, and raises ProblemsFound (never exits) when the KB has problems.
+generation was built. Records with problems are left out (leftout.partition) and named in the
+report and in the generation's pages.json, so a draft never stops a preview; `strict`, and
+problems no single record owns, raise ProblemsFound (never exit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
-from . import documents, pipeline
+from . import documents, leftout, pipeline
 from . import index as idx
 from .errors import ProblemsFound
 from .settings import Settings
@@ -18,6 +21,7 @@ def ensure_index(
     settings: Settings,
     *,
     force: bool = False,
+    strict: bool = False,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> idx.BuildReport | None:
@@ -29,17 +33,17 @@ def ensure_index(
     fingerprint = pipeline.fingerprint(settings)
     if not force and idx.is_current(settings.index_dir, fingerprint):
         return None
-    kb = pipeline.load(settings)
-    if kb.problems:
-        raise ProblemsFound(kb.problems)
+    loaded = pipeline.load(settings)
+    if loaded.problems and strict:
+        raise ProblemsFound(loaded.problems)
+    kb, left_out = leftout.partition(loaded)
     docs = documents.build_documents(kb)
     if on_total is not None:
         on_total(len(docs))
-    return idx.build_index(
-        docs,
-        settings.index_dir,
-        fingerprint=fingerprint,
-        extra=documents.index_extras(kb),
-        force=force,
-        progress=progress,
+    extra = documents.index_extras(kb)
+    extra[idx.KNOWN] = documents.known_references(loaded.references.values())  # duplicates: all of them
+    extra[idx.PAGES]["left_out"] = [item.as_json() for item in left_out]
+    report = idx.build_index(
+        docs, settings.index_dir, fingerprint=fingerprint, extra=extra, force=force, progress=progress
     )
+    return replace(report, left_out=tuple(left_out))

@@ -118,14 +118,22 @@ def grade(root: Path | None, ruleset_id: str | None, fmt: str) -> None:
 @ROOT_OPTION
 @INDEX_OPTION
 @click.option("--force", is_flag=True, help="Rebuild from scratch even if nothing changed.")
-def index_command(root: Path | None, index_dir: Path | None, force: bool) -> None:
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse to build when any record has problems (default: leave those records out and say so).",
+)
+def index_command(root: Path | None, index_dir: Path | None, force: bool, strict: bool) -> None:
     """Build the search index, re-indexing only what changed.
+
+    Records with problems are left out (named on stderr; `tmskb check` lists every problem) and
+    the rest is indexed, so a draft never stops a preview. Exit 0 when an index was built.
 
     Example: tmskb index --index-dir /tmp/tmskb-index
     """
     settings = make_settings(root, index_dir)
     started = time.perf_counter()
-    report = build(settings, force=force)
+    report = build(settings, force=force, strict=strict)
     if report is None:
         click.echo(
             f"Index is up to date ({settings.index_dir}); checked in {time.perf_counter() - started:.3f} s"

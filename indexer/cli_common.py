@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from . import index as idx
+from . import leftout
 from .build import ensure_index
 from .errors import KBError, ProblemsFound
 from .fields import FACETS
@@ -53,11 +54,34 @@ def converted() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
-def build(settings: Settings, *, force: bool = False, quiet: bool = False) -> idx.BuildReport | None:
-    """ensure_index with a progress bar on stderr (unless quiet), errors converted."""
+def build(
+    settings: Settings, *, force: bool = False, quiet: bool = False, strict: bool = False
+) -> idx.BuildReport | None:
+    """ensure_index with a progress bar on stderr (unless quiet), errors converted; records left
+    out of the index (leftout.partition) are named on stderr."""
+    report = _build(settings, force=force, quiet=quiet, strict=strict)
+    tell_left_out(settings)
+    return report
+
+
+def tell_left_out(settings: Settings) -> None:
+    """Name on stderr the records the live index leaves out because they have problems."""
+    items = leftout.recorded(settings.index_dir)
+    if not items:
+        return
+    for item in items:
+        click.echo(f"left out: {item['first']}", err=True)
+    click.echo(
+        f"{len(items)} record(s) left out of the index because they have problems: "
+        "run tmskb check to list them all (tmskb index --strict refuses to build)",
+        err=True,
+    )
+
+
+def _build(settings: Settings, *, force: bool, quiet: bool, strict: bool) -> idx.BuildReport | None:
     with converted():
         if quiet:
-            return ensure_index(settings, force=force)
+            return ensure_index(settings, force=force, strict=strict)
         bar: Any = None
 
         def start(total: int) -> None:
@@ -70,7 +94,7 @@ def build(settings: Settings, *, force: bool = False, quiet: bool = False) -> id
                 bar.update(n)
 
         try:
-            return ensure_index(settings, force=force, progress=step, on_total=start)
+            return ensure_index(settings, force=force, strict=strict, progress=step, on_total=start)
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)

@@ -9,8 +9,11 @@ from pathlib import Path
 import click
 
 from .adding import AddReport, add_references, refresh_index
-from .cli_common import INDEX_OPTION, ROOT_OPTION, converted, make_settings
+from .cli_common import INDEX_OPTION, ROOT_OPTION, converted, make_settings, tell_left_out
+from .keys import ascii_fold
 from .models import VERIFICATION_VALUES
+from .schema import id_problem
+from .settings import Settings
 from .skeletons import SKELETONS, skeleton
 
 
@@ -146,6 +149,27 @@ def _report(report: AddReport, dry_run: bool, skip_bad: bool = False) -> None:
         click.echo(report.diff, nl=False)
 
 
+def _known_key(settings: Settings, key: str) -> str:
+    """`key` if references.bib has it, else the key an alias (a renamed key) points at; a
+    ClickException naming the closest key otherwise."""
+    from .bib import parse_bib
+    from .curation import read_aliases
+
+    references, _ = parse_bib(settings.bib_path, settings.relative(settings.bib_path))
+    if key in references:
+        return key
+    with converted():
+        renamed = read_aliases(settings.kb_dir).get(key)
+    if renamed in references:
+        click.echo(f"'{key}' is now '{renamed}' (renamed; the old key stays an alias): using {renamed}")
+        return str(renamed)
+    import difflib
+
+    close = difflib.get_close_matches(key, list(references), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else " (add it first with tmskb add)"
+    raise click.ClickException(f"'{key}' is not in references.bib{hint}")
+
+
 @click.command()
 @click.argument("kind", type=click.Choice(sorted(SKELETONS)))
 @click.option(
@@ -159,18 +183,17 @@ def new(kind: str, key: str, record_id: str | None, root: Path | None) -> None:
     Example: tmskb new study --ref khedr2005jnnp
     """
     settings = make_settings(root)
-    from .bib import parse_bib
-
-    references, _ = parse_bib(settings.bib_path, settings.relative(settings.bib_path))
-    if key not in references:
-        import difflib
-
-        close = difflib.get_close_matches(key, list(references), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else " (add it first with tmskb add)"
-        raise click.ClickException(f"'{key}' is not in references.bib{hint}")
+    key = _known_key(settings, key)
     record_id = record_id or (key if kind == "study" else None)
     if not record_id:
         raise click.ClickException("give --id for a recommendation, e.g. --id lefaucheur2020-np-m1-hf")
+    reason = id_problem(kind, record_id)
+    if reason is not None:
+        suggestion = ascii_fold(record_id) or "an-id"
+        raise click.ClickException(
+            f"'{record_id}' cannot be a record id: {reason} (give --id {suggestion}"
+            + (f", or rename the key first: tmskb rekey {key} {suggestion})" if record_id == key else ")")
+        )
     folder = "studies" if kind == "study" else "recommendations"
     path = settings.kb_dir / folder / f"{record_id}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,6 +231,7 @@ def rekey(old: str, new: str, root: Path | None, index_dir: Path | None) -> None
         raise click.ClickException(
             f"the index was not updated ({problem}): fix that, then run `tmskb index` (do not rekey again)"
         )
+    tell_left_out(settings)
 
 
 COMMANDS = (add, new, rekey)

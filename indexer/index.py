@@ -34,7 +34,7 @@ from .fields import DOSE_NUMBERS, FACETS, FIELDS
 from .fsio import atomic_write, process_lock
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 12  # 8: dose data; 9: pages.json; 10: numeric dose fields; 11: map as data only;
+SCHEMA_VERSION = 13  # 8: dose data; 9: pages.json; 10: numeric dose; 11: map as data; 13: left-out records;
 # 12: identifiers, author keys and family names only in `authors`
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
@@ -126,6 +126,7 @@ class BuildReport:
     unchanged: int
     full: bool
     seconds: float
+    left_out: tuple[Any, ...] = ()  # leftout.LeftOut: records with problems, not indexed
 
     @property
     def changed(self) -> int:

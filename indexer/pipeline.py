@@ -12,7 +12,7 @@ from .bib import parse_bib
 from .curation import read_aliases
 from .errors import ProblemsFound
 from .models import Knowledge, Problem, Question, Recommendation, Record, Reference, Scale, Study, Verdict
-from .records import parse_records, record_files
+from .records import read_records, record_files
 from .rulesets import RuleSet, load_rulesets
 from .settings import Settings
 from .validate import check
@@ -93,15 +93,17 @@ def load(settings: Settings, ruleset_id: str | None = None) -> KB:
     problems += found
     rulesets, found = load_rulesets(kb_dir / "rulesets", f"{shown_kb}/rulesets")
     problems += found
-    records, found, unreadable = parse_records(kb_dir, settings.root)
-    problems += found
+    parsed = read_records(kb_dir, settings.root)
+    problems += parsed.problems
     try:
         aliases = read_aliases(kb_dir)
     except ProblemsFound as exc:  # a damaged curation file is one more problem, not a crash
         aliases = {}
         problems += exc.problems
-    problems += check(references, records, vocab, unreadable, aliases)
-    kb = KB(settings, references, records, vocab, rulesets, sorted(set(problems)), aliases=aliases)
+    problems += check(
+        references, parsed.records, vocab, parsed.unreadable, aliases, parsed.drafts, parsed.repaired
+    )
+    kb = KB(settings, references, parsed.records, vocab, rulesets, sorted(set(problems)), aliases=aliases)
     kb.ruleset = choose_ruleset(rulesets, ruleset_id)
     if kb.ruleset is not None:
         grade(kb, kb.ruleset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +39,44 @@ def record_files(kb_dir: Path) -> Iterator[Path]:
             yield path
 
 
+@dataclass
+class ParsedRecords:
+    """Every record file under a KB directory, read.
+
+    `drafts` are records with schema problems, built from a stand-in whose invalid values were
+    replaced (schema.stand_in): never indexed or graded, only checked, so that one run of
+    `tmskb check` reports all of a record's problems. `repaired` names the replaced paths.
+    """
+
+    records: list[Record]
+    problems: list[Problem]
+    unreadable: set[str]
+    drafts: list[Record] = field(default_factory=list)
+    repaired: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+def read_records(kb_dir: Path, shown_root: Path) -> ParsedRecords:
+    """Read every record file; paths shown relative to shown_root."""
+    parsed = ParsedRecords([], [], set())
+    for path in record_files(kb_dir):
+        record, found, repaired = read_record_file(path, _shown(path, shown_root))
+        parsed.problems += found
+        if record is None:
+            parsed.unreadable.add(path.stem)
+        elif repaired is not None:
+            parsed.unreadable.add(path.stem)
+            parsed.drafts.append(record)
+            parsed.repaired[record.path] = repaired
+        else:
+            parsed.records.append(record)
+    return parsed
+
+
 def parse_records(kb_dir: Path, shown_root: Path) -> tuple[list[Record], list[Problem], set[str]]:
     """Records under kb_dir, every problem found, and the names of files that could not be read
     (so links to them are not reported a second time); paths shown relative to shown_root."""
-    records: list[Record] = []
-    problems: list[Problem] = []
-    unreadable: set[str] = set()
-    for path in record_files(kb_dir):
-        record, found = parse_record_file(path, _shown(path, shown_root))
-        problems += found
-        if record is None:
-            unreadable.add(path.stem)
-        else:
-            records.append(record)
-    return records, problems, unreadable
+    parsed = read_records(kb_dir, shown_root)
+    return parsed.records, parsed.problems, parsed.unreadable
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -63,47 +88,78 @@ def _shown(path: Path, root: Path) -> str:
 
 def parse_record_file(path: Path, shown: str) -> tuple[Record | None, list[Problem]]:
     """One record, or None with the problems that prevent reading it."""
+    record, problems, repaired = read_record_file(path, shown)
+    return (None if repaired is not None else record), problems
+
+
+def read_record_file(path: Path, shown: str) -> tuple[Record | None, list[Problem], frozenset[str] | None]:
+    """One record (a draft when the third item, its repaired paths, is not None) and its problems."""
     try:
         located = yamlio.load(path.read_text(encoding="utf-8"))
     except yamlio.YamlError as exc:
-        return None, [Problem(shown, exc.line, path.stem, "", exc.reason, "fix the YAML syntax")]
+        return None, [Problem(shown, exc.line, path.stem, "", exc.reason, "fix the YAML syntax")], None
     except UnicodeDecodeError:
-        return None, [Problem(shown, 1, path.stem, "", "not UTF-8", "save the file as UTF-8")]
-    return parse_located(located, path.stem, shown)
+        return None, [Problem(shown, 1, path.stem, "", "not UTF-8", "save the file as UTF-8")], None
+    return read_located(located, path.stem, shown)
 
 
 def parse_located(located: yamlio.Located, stem: str, shown: str) -> tuple[Record | None, list[Problem]]:
-    """Check a loaded document against its type's schema and build the record."""
+    """Check a loaded document against its type's schema and build the record (None if invalid)."""
+    record, problems, repaired = read_located(located, stem, shown)
+    return (None if repaired is not None else record), problems
+
+
+def read_located(
+    located: yamlio.Located, stem: str, shown: str
+) -> tuple[Record | None, list[Problem], frozenset[str] | None]:
+    """Check a loaded document against its type's schema and build the record.
+
+    A document with schema problems is built from its stand-in (a draft, with the repaired
+    paths as third item) when one validates, else not at all.
+    """
     data = located.data
     if not isinstance(data, dict):
-        return None, [
-            Problem(
-                shown,
-                1,
-                stem,
-                "",
-                "a record must be a YAML mapping of fields",
-                "start with 'id:' and 'type:'",
-            )
-        ]
+        return (
+            None,
+            [
+                Problem(
+                    shown,
+                    1,
+                    stem,
+                    "",
+                    "a record must be a YAML mapping of fields",
+                    "start with 'id:' and 'type:'",
+                )
+            ],
+            None,
+        )
     kind = data.get("type")
     if kind not in RECORD_TYPES:
         reason = "missing required field" if kind is None else f"'{kind}' is not a record type"
-        return None, [
-            Problem(
-                shown,
-                located.line("type"),
-                stem,
-                "type",
-                reason,
-                f"expected one of {', '.join(RECORD_TYPES)}",
-            )
-        ]
+        return (
+            None,
+            [
+                Problem(
+                    shown,
+                    located.line("type"),
+                    stem,
+                    "type",
+                    reason,
+                    f"expected one of {', '.join(RECORD_TYPES)}",
+                )
+            ],
+            None,
+        )
     record_id = str(data.get("id") or stem)
     problems = schema.validate(located, str(kind), shown, record_id)
+    repaired: frozenset[str] | None = None
     if problems:
-        return None, problems
-    if data["id"] != stem:
+        stand = schema.stand_in(data, str(kind))
+        if stand is None:
+            return None, problems, None
+        data, repaired = stand
+        data["id"] = record_id  # problems name the record as the file does
+    if data["id"] != stem and "id" not in (repaired or ()):
         problems.append(
             Problem(
                 shown,
@@ -114,9 +170,8 @@ def parse_located(located: yamlio.Located, stem: str, shown: str) -> tuple[Recor
                 f"rename the file to {data['id']}.yaml or change the id",
             )
         )
-    if kind == "study":
-        return _study(data, located.lines, shown), problems
-    return _BUILDERS[str(kind)](data, located.lines, shown), problems
+    build = _study if kind == "study" else _BUILDERS[str(kind)]
+    return build(data, located.lines, shown), problems, repaired
 
 
 def ids(value: Any) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from .bibwrite import locked, settled, update
 from .curation import ALIASES, read_aliases
 from .fsio import Prepared, Snapshot, prepare_under_lock, write_error
 from .keys import KEY_PATTERN
-from .records import parse_records
+from .records import read_records
 from .settings import Settings
 from .validate import cited_keys
 
@@ -93,8 +93,8 @@ def _discard(pending: list[Prepared]) -> None:
 def _renamed_citations(settings: Settings, old: str, new: str) -> dict[Path, str]:
     """The new text of each record citing `old`, with only the citing lines changed."""
     out: dict[Path, str] = {}
-    records, _, _ = parse_records(settings.kb_dir, settings.root)
-    for record in records:
+    parsed = read_records(settings.kb_dir, settings.root)
+    for record in [*parsed.records, *parsed.drafts]:  # drafts (records with problems) too
         lines = sorted({record.line_of(f) for f, key in cited_keys(record) if key == old})
         if lines:
             path = settings.root / record.path

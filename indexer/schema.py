@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+from copy import deepcopy
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -47,6 +49,15 @@ def _fast(name: str) -> Any:
     """
     definition = {**load_schema(name), "$schema": "http://json-schema.org/draft-07/schema#"}
     return fastjsonschema.compile(definition)
+
+
+def id_problem(schema_name: str, record_id: str) -> str | None:
+    """Why `record_id` is not a valid id for a record of this schema (the rule `tmskb check`
+    applies), or None; `tmskb new` asks before it writes a file."""
+    pattern = load_schema(schema_name).get("properties", {}).get("id", {}).get("pattern")
+    if pattern and not re.search(pattern, record_id):
+        return "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
+    return None
 
 
 def validate(located: Located, schema_name: str, shown: str, record: str) -> list[Problem]:
@@ -159,3 +170,83 @@ def _leaf(path: str) -> str:
 def _did_you_mean(name: str, options: list[str], fallback: str) -> str:
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else fallback
+
+
+# Values tried, in order, in place of an invalid one so that the rest of a broken record can
+# still be checked (see stand_in). They are never shown: problems at these paths are the
+# schema's own.
+NEUTRAL_VALUES: tuple[Any, ...] = (None, "", [], {}, 0, 1, False, "x", "https://x.invalid")
+STAND_IN_ROUNDS = 12
+
+
+def stand_in(data: dict[str, Any], schema_name: str) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """A copy of a schema-invalid document whose invalid values are replaced by neutral ones.
+
+    `tmskb check` reports a broken record's schema problems and, from this stand-in, its
+    cross-file problems (unknown terms, keys, links) in the same run, instead of one wave after
+    another. Returns the stand-in and the dotted paths replaced (problems there are the
+    schema's), or None when no stand-in validates.
+    """
+    copy = deepcopy(data)
+    tried: dict[tuple[Any, ...], int] = {}
+    repaired: set[str] = set()
+    validator = _validator(schema_name)
+    for _ in range(STAND_IN_ROUNDS):
+        errors = list(validator.iter_errors(copy))
+        if not errors:
+            return copy, frozenset(repaired)
+        done: set[tuple[Any, ...]] = set()
+        for error in errors:
+            if _removed_unknown(copy, error, repaired):
+                continue
+            for path in _error_paths(error):
+                if path in done or not _replace(copy, path, tried):
+                    if path not in done:
+                        return None
+                    continue
+                done.add(path)
+                repaired.add(".".join(str(p) for p in path))
+    return None
+
+
+def _error_paths(error: ValidationError) -> list[tuple[Any, ...]]:
+    """The paths whose values must change for this error to go away."""
+    path = tuple(error.absolute_path)
+    if error.validator == "required":
+        return [(*path, str(error.message).split("'")[1])]
+    return [path]
+
+
+def _removed_unknown(document: dict[str, Any], error: ValidationError, repaired: set[str]) -> bool:
+    """Remove the fields an additionalProperties error names; False for other errors."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return False
+    allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    parent: Any = document
+    for step in error.absolute_path:
+        parent = parent[step]
+    for name in [k for k in parent if k not in allowed]:
+        del parent[name]
+        repaired.add(".".join(str(p) for p in (*error.absolute_path, name)))
+    return True
+
+
+def _replace(document: dict[str, Any], path: tuple[Any, ...], tried: dict[tuple[Any, ...], int]) -> bool:
+    """Put the next neutral value at `path` (an unknown field is removed); False when none is left."""
+    if not path:
+        return False
+    parent: Any = document
+    for step in path[:-1]:
+        try:
+            parent = parent[step]
+        except (KeyError, IndexError, TypeError):
+            return False
+    attempt = tried.get(path, 0)
+    if attempt >= len(NEUTRAL_VALUES) or not isinstance(parent, dict | list):
+        return False
+    tried[path] = attempt + 1
+    if isinstance(parent, list):
+        parent[path[-1]] = deepcopy(NEUTRAL_VALUES[attempt])
+    else:
+        parent[str(path[-1])] = deepcopy(NEUTRAL_VALUES[attempt])
+    return True

@@ -143,7 +143,8 @@ class SearchIndex:
         return page if isinstance(page, dict) else None
 
     def about(self) -> dict[str, Any]:
-        """Which knowledge base this index holds: its content fingerprint (short), build time, size."""
+        """Which knowledge base this index holds: its content fingerprint (short), build time, size,
+        and the records left out of it because they have problems."""
         manifest = self.generation().manifest
         fingerprint = str(manifest.get("fingerprint") or "")
         return {
@@ -151,6 +152,7 @@ class SearchIndex:
             "built": manifest.get("built"),
             "generation": manifest.get("generation"),
             "records": manifest.get("count"),
+            "left_out": list(self.generation().pages.get("left_out", [])),  # leftout.LeftOut
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator, Mapping, Set
+from dataclasses import dataclass
 
 from .models import Knowledge, Problem, Question, Recommendation, Record, Reference, Scale, Study, Verdict
 from .vocab import FIELD_VOCABULARY, Vocabularies, check_ids
@@ -15,26 +16,63 @@ def check(
     vocab: Vocabularies,
     unreadable: Set[str] = frozenset(),
     aliases: Mapping[str, str] | None = None,
+    drafts: Iterable[Record] = (),
+    repaired: Mapping[str, Set[str]] | None = None,
 ) -> list[Problem]:
     """Every cross-file problem: duplicates, unknown keys, unknown terms, broken links.
 
     Links to `unreadable` record files are not reported: their own problems already are.
+    `drafts` (records with schema problems, built from stand-ins) are checked too, except at
+    their `repaired` paths (by record path), whose problems the schema check reported.
     """
+    context = _Context(
+        references,
+        vocab,
+        aliases or {},
+        studies={r.id for r in records if isinstance(r, Study)} | set(unreadable),
+        questions={r.id for r in records if isinstance(r, Question)} | set(unreadable),
+        scales={r.id: r for r in records if isinstance(r, Scale)},
+        unreadable=unreadable,
+    )
     problems = _duplicate_ids(records)
-    studies = {r.id for r in records if isinstance(r, Study)} | set(unreadable)
-    questions = {r.id for r in records if isinstance(r, Question)} | set(unreadable)
-    scales = {r.id: r for r in records if isinstance(r, Scale)}
     for record in records:
-        problems += _key_problems(record, references, aliases or {})
-        problems += _term_problems(record, vocab)
-        if isinstance(record, Recommendation | Verdict | Question):
-            problems += _link_problems(record, studies, questions)
-        if isinstance(record, Recommendation):
-            problems += _recommendation_problems(record)
-        if isinstance(record, Verdict):
-            problems += _grade_problems(record, scales, unreadable)
-        if isinstance(record, Study):
-            problems += _absence_problems(record)
+        problems += _record_problems(record, context)
+    for draft in drafts:
+        skip = (repaired or {}).get(draft.path, frozenset())
+        problems += [p for p in _record_problems(draft, context) if not _under(p.field, skip)]
+    return problems
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a record's cross-file checks look things up in."""
+
+    references: Mapping[str, Reference]
+    vocab: Vocabularies
+    aliases: Mapping[str, str]
+    studies: Set[str]
+    questions: Set[str]
+    scales: Mapping[str, Scale]
+    unreadable: Set[str]
+
+
+def _under(field: str, paths: Set[str]) -> bool:
+    """True if `field` is one of `paths`, inside one, or contains one."""
+    return any(field == p or field.startswith(p + ".") or p.startswith(field + ".") for p in paths)
+
+
+def _record_problems(record: Record, context: _Context) -> list[Problem]:
+    """The cross-file problems of one record."""
+    problems = _key_problems(record, context.references, context.aliases)
+    problems += _term_problems(record, context.vocab)
+    if isinstance(record, Recommendation | Verdict | Question):
+        problems += _link_problems(record, context.studies, context.questions)
+    if isinstance(record, Recommendation):
+        problems += _recommendation_problems(record)
+    if isinstance(record, Verdict):
+        problems += _grade_problems(record, context.scales, context.unreadable)
+    if isinstance(record, Study):
+        problems += _absence_problems(record)
     return problems
 
 
@@ -140,7 +178,7 @@ def cited_keys(record: Record) -> Iterator[tuple[str, str]]:
 
 
 def _key_problems(
-    record: Record, references: dict[str, Reference], aliases: Mapping[str, str]
+    record: Record, references: Mapping[str, Reference], aliases: Mapping[str, str]
 ) -> list[Problem]:
     problems = []
     for field, key in cited_keys(record):
@@ -188,17 +226,19 @@ def _term_problems(record: Record, vocab: Vocabularies) -> list[Problem]:
     problems = []
     for field, vocabulary, values in _vocab_fields(record):
         for value, hint in check_ids(vocab, vocabulary, values):
-            problems.append(
-                Problem(
-                    record.path,
-                    record.line_of(field),
-                    record.id,
-                    field,
-                    f"'{value}' is not a term of the {vocabulary} vocabulary",
-                    hint,
-                )
-            )
+            reason = f"'{value}' is not a term of the {vocabulary} vocabulary"
+            if not value.strip():
+                reason, hint = "is empty", _fill_in_hint(vocab, vocabulary)
+            problems.append(Problem(record.path, record.line_of(field), record.id, field, reason, hint))
     return problems
+
+
+def _fill_in_hint(vocab: Vocabularies, vocabulary: str, shown: int = 4) -> str:
+    """What to write in an empty vocabulary field: a few of its ids, and where the rest are."""
+    terms = list(vocab.terms.get(vocabulary, {}))
+    examples = ", ".join(terms[:shown]) + (", ..." if len(terms) > shown else "")
+    where = f"kb/vocab/{vocabulary}.yaml"
+    return f"fill in a term of {where}, e.g. {examples}" if terms else f"fill in a term of {where}"
 
 
 def _link_problems(

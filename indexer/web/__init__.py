@@ -16,6 +16,7 @@ SearchIndex kept in `app.extensions["tmskb"]`; errors of every view go through
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import date, datetime, time
 from functools import cache
 from pathlib import Path
@@ -57,6 +58,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         INDEX_DIR=str(settings.index_dir),
         QUERY_BUDGET_MS=settings.query_budget_ms,
         MAX_CONTENT_LENGTH=64 * 1024,
+        # The "records left out: run tmskb check" notice; TMSKB_CURATOR_NOTICES=0 on a public site.
+        CURATOR_NOTICES=os.environ.get("TMSKB_CURATOR_NOTICES", "1").strip().lower()
+        not in ("0", "no", "false"),
     )
     if config:
         app.config.from_mapping(config)

@@ -7,10 +7,11 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, url_for
 
 from .. import pictures
 from ..answers import answers
+from ..errors import IndexMissing
 from ..evidence import evidence_table
 from ..export import FORMATS
 from ..fields import FACETS, REFERENCE_PREFIX, TYPE_LABELS
@@ -164,7 +165,19 @@ def register_template_helpers(app: Flask) -> None:
             "reference_prefix": REFERENCE_PREFIX,
             "export_links": EXPORT_LINKS,
             "export_url": export_url,
+            "left_out": left_out,
         }
+
+
+def left_out() -> list[dict[str, Any]]:
+    """The records the live index left out because they have problems, for the curators' notice
+    (none when CURATOR_NOTICES is off, as on a public site, or without an index)."""
+    if not current_app.config.get("CURATOR_NOTICES", True):
+        return []
+    try:
+        return list(state().index.about().get("left_out") or [])
+    except IndexMissing:
+        return []
 
 
 def url_for_query(endpoint: str, query: Query, **changes: Any) -> str:
