@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 from . import index as idx
-from . import leftout
 from .build import ensure_index
-from .errors import KBError, ProblemsFound
+from .errors import IndexMissing, KBError, ProblemsFound
 from .fields import FACETS
+from .search import open_search
 from .settings import Settings, resolve_settings
 
 ROOT_OPTION = click.option(
@@ -66,7 +66,10 @@ def build(
 
 def tell_left_out(settings: Settings) -> None:
     """Name on stderr the records the live index leaves out because they have problems."""
-    items = leftout.recorded(settings.index_dir)
+    try:
+        items = open_search(settings.index_dir).about()["left_out"]  # what the web notice reads
+    except IndexMissing:
+        return
     if not items:
         return
     for item in items:

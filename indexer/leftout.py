@@ -10,12 +10,9 @@ the build, as they would change every record.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import PurePosixPath
 
-from . import index as idx
 from . import pipeline
 from .errors import ProblemsFound
 from .models import Problem
@@ -61,15 +58,18 @@ def partition(kb: pipeline.KB) -> tuple[pipeline.KB, list[LeftOut]]:
     problems = list(kb.problems)
     references, records = dict(kb.references), list(kb.records)
     left: dict[tuple[str, str], list[Problem]] = {}
-    while problems:
+    while True:
         for problem in problems:
             left.setdefault(_owner(problem, bib), []).append(problem)
         bad_keys = {key for path, key in left if path == bib}
-        bad_paths = {path for path in left if path != bib}
+        bad_paths = {path for path, _ in left if path != bib}
         references = {k: r for k, r in references.items() if k not in bad_keys}
         records = [r for r in records if r.path not in bad_paths]
-        # What the removals break (links and citations to what was left out) is left out too.
+        # What the removals break (links and citations to what was left out) is left out too,
+        # until a check finds nothing new (each round removes at least one record, so it ends).
         problems = check(references, records, kb.vocab, frozenset(), kb.aliases)
+        if all(_owner(p, bib) in left for p in problems):
+            break
     kept = replace(kb, references=references, records=records, problems=[])
     if kept.ruleset is not None:
         pipeline.grade(kept, kept.ruleset)
@@ -101,16 +101,3 @@ def _described(left: dict[tuple[str, str], list[Problem]], bib: str) -> list[Lef
         record_id = key if kind == "reference" else (first.record or PurePosixPath(path).stem)
         out.append(LeftOut(kind, record_id, path, first.line, len(found), str(first)))
     return out
-
-
-def recorded(index_dir: Path) -> list[dict[str, Any]]:
-    """What the live index generation left out (as LeftOut.as_json), [] without an index."""
-    generation = idx.current_dir(index_dir)
-    if generation is None:
-        return []
-    try:
-        pages = json.loads((generation / idx.PAGES).read_text("utf-8"))
-    except (OSError, ValueError):
-        return []
-    items = pages.get("left_out") if isinstance(pages, dict) else None
-    return list(items) if isinstance(items, list) else []

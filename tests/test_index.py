@@ -98,7 +98,12 @@ def test_index_location_from_environment(runner, kb_root: Path, tmp_path: Path, 
 
 
 def test_index_refuses_to_build_from_a_broken_kb(runner, tmp_path: Path) -> None:
+    """With --strict; without it the records with problems are left out (tests/test_partial_kb.py)."""
     broken = Path(__file__).parent / "data" / "broken"
-    result = runner.invoke(cli, ["index", "--root", str(broken), "--index-dir", str(tmp_path / "ix")])
+    args = ["index", "--strict", "--root", str(broken), "--index-dir", str(tmp_path / "ix")]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 1
     assert not os.path.exists(tmp_path / "ix" / idx.CURRENT)
+    partial = runner.invoke(cli, args[:1] + args[2:])
+    assert partial.exit_code == 0
+    assert "record(s) left out of the index because they have problems" in partial.output
