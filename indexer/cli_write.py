@@ -24,7 +24,7 @@ from .skeletons import SKELETONS, skeleton
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["bibtex", "ris", "medline"]),
+    type=click.Choice(["bibtex", "ris", "medline", "csljson", "csl-json"]),
     help="Input format (default: from the file name or its first line).",
 )
 @click.option(

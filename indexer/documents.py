@@ -211,6 +211,9 @@ def reference_document(ref: Reference, cited_by: list[str], kb: KB | None = None
     """The index document of one BibTeX entry (it needs nothing else from the KB)."""
     title = ref.title or f"{ref.short}, {ref.venue}".strip(", ")
     summary = f"{ref.short}. {ref.venue}".strip()
+    abstract = " ".join(ref.fields.get("abstract", "").split())
+    keywords = _imported_terms(ref.fields.get("keywords", ""))
+    mesh = _imported_terms(ref.fields.get("mesh", ""), ";")
     doc = _base(
         reference_id(ref.key),
         "reference",
@@ -224,12 +227,19 @@ def reference_document(ref: Reference, cited_by: list[str], kb: KB | None = None
             ref.fields.get("howpublished", ""),
             ref.doi or "",
             ref.pmid or "",
+            abstract,
+            *keywords,
+            *mesh,
         ],
     )
     doc["authors"] = _authors(ref)
     doc.update(_author_fields(ref))
     doc["identifiers"] = identifiers(ref)
+    doc["abstract"] = abstract
+    doc["keywords"] = "; ".join(keywords + mesh)
     doc["data"] = {
+        "keywords": keywords,
+        "mesh": mesh,
         "key": ref.key,
         "fields": ref.fields,
         "entry_type": ref.entry_type,
@@ -242,6 +252,15 @@ def reference_document(ref: Reference, cited_by: list[str], kb: KB | None = None
         "line": ref.line,
     }
     return _with_extras(doc, ref, kb)
+
+
+def _imported_terms(value: str, separators: str = ";,") -> list[str]:
+    """Keywords or MeSH terms of a field, each once: split at the first of `separators` the
+    value holds (keywords: "; " as `tmskb add` writes them, else ", " as many BibTeX tools do;
+    MeSH terms only at ";", since headings such as 'Pain, Intractable' hold commas)."""
+    separator = next((s for s in separators if s in value), None)
+    terms = value.split(separator) if separator else [value]
+    return list(dict.fromkeys(t for t in (" ".join(term.split()) for term in terms) if t))
 
 
 def _authors(ref: Reference | None) -> str:

@@ -314,6 +314,12 @@ FIELDS: tuple[TextField, ...] = (
     # Identifiers of the reference a document is (or is drawn from): BibTeX key, DOI, PMID,
     # PMCID, Cochrane review number, NCT number, and a record's own id; lower-case.
     TextField("identifiers", "keyword", ("doi", "pmid", "pmcid", "nct", "key")),
+    # A reference's abstract, and its keywords with its MeSH terms, as the bibliography holds
+    # them (kept by `tmskb add`): `abstract:`, `keywords:` and `mesh:` search only these. Plain
+    # words find them too, through `text`, which repeats them: one posting list per word stays
+    # enough, and the spelling word list (read from `text`) knows their words.
+    TextField("abstract", "text", ("abstract",)),
+    TextField("keywords", "text", ("keywords", "mesh")),
     TextField("title", "stored"),
     TextField("summary", "stored"),
     TextField("data", "stored"),

@@ -1,18 +1,23 @@
-"""Read references to add from BibTeX, RIS, PubMed MEDLINE (.nbib) and Web of Science files.
+"""Read references to add from BibTeX, RIS, PubMed MEDLINE (.nbib), Web of Science and CSL-JSON files.
 
 Every format becomes the same Candidate: a BibTeX entry type, plain Unicode fields (for keys,
 duplicate checks and messages), authors and editors as Names and normalised identifiers (DOI
 lower-case without resolver prefix, PMID digits, PMCID as PMC + digits). A BibTeX import also
 keeps each value's own source text (`bibtex`), which is what gets written. BibTeX goes through
 bib.py, the parser `tmskb check` uses; the tagged formats (RIS, MEDLINE, WoS: one `TAG - value`
-per line) through one line reader here. Problems name the file, line and record.
+per line) through one line reader here; CSL-JSON through csljson.py. Problems name the file,
+line and record.
+
+Abstracts, keywords and MeSH terms are kept as the `abstract`, `keywords` and `mesh` fields,
+lists joined with KEYWORD_SEPARATOR ("; ": MeSH headings such as 'Pain, Intractable' hold
+commas, so a comma cannot separate them).
 """
 
 from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,7 +33,11 @@ from .bib import (
     people,
     read_source,
 )
+from .candidates import Candidate, Name
+from .csljson import read_csljson
 from .models import Problem
+
+__all__ = ["Candidate", "Name", "decode_input", "detect_format", "person", "read_candidates"]
 
 RIS_TYPES = {
     "JOUR": "article",
@@ -60,6 +69,8 @@ RIS_TYPES = {
 }
 WOS_TYPES = {"J": "article", "B": "book", "S": "incollection", "P": "misc"}
 CANDIDATE_FIELDS = CHECKED_FIELDS | {"journal", "booktitle", "editor"}
+KEYWORD_SEPARATOR = "; "
+FORMAT_ALIASES = {"csl-json": "csljson"}
 PMID_RE = re.compile(r"^\d{1,9}$")
 PMCID_RE = re.compile(r"^(?:PMC)?(\d{3,9})$", re.I)
 SUFFIX_RE = re.compile(r"^(?:Jr|Sr|II|III|IV|2nd|3rd|4th)\.?$", re.I)
@@ -77,38 +88,6 @@ TAG_LINES = {
     "medline": re.compile(r"^([A-Z][A-Z0-9]{1,3}) *-(?: ?(.*))$"),
     "wos": re.compile(r"^([A-Z][A-Z0-9])(?: (.*))?$"),
 }
-
-
-class Name(NamedTuple):
-    """One person (or, `corporate`, one body such as a working group), in plain text."""
-
-    last: str
-    first: str = ""
-    jr: str = ""
-    corporate: bool = False
-
-
-@dataclass
-class Candidate:
-    """A reference read from an import file, not yet in references.bib."""
-
-    entry_type: str
-    fields: dict[str, str]  # plain Unicode text
-    authors: list[Name]
-    source: str  # file as shown in messages
-    line: int
-    given_key: str | None = None
-    problems: list[Problem] = field(default_factory=list)
-    editors: list[Name] = field(default_factory=list)
-    bibtex: dict[str, str] = field(default_factory=dict)  # a BibTeX import's own source text, to write
-
-    @property
-    def label(self) -> str:
-        """How the record is named in messages: its key, else its first author and year."""
-        if self.given_key:
-            return self.given_key
-        who = self.authors[0][0] if self.authors else "?"
-        return f"{who} {self.fields.get('year', '?')}"
 
 
 def decode_input(data: bytes, shown: str) -> tuple[str | None, list[Problem]]:
@@ -144,7 +123,7 @@ def decode_input(data: bytes, shown: str) -> tuple[str | None, list[Problem]]:
 
 
 def detect_format(text: str, name: str = "") -> str | None:
-    """bibtex, ris, medline or wos, from the first meaningful line, else from the file name."""
+    """bibtex, ris, medline, wos or csljson, from the first meaningful line, else from the file name."""
     for line in text.removeprefix("\ufeff").splitlines():
         stripped = line.strip()
         if not stripped or stripped.startswith("%") or re.fullmatch(r"\d+\.", stripped):
@@ -157,8 +136,16 @@ def detect_format(text: str, name: str = "") -> str | None:
             return "medline"
         if re.match(r"^FN ", line):
             return "wos"
+        if stripped.startswith(("[", "{")):
+            return "csljson"
         break
-    by_suffix = {".bib": "bibtex", ".ris": "ris", ".nbib": "medline", ".medline": "medline"}
+    by_suffix = {
+        ".bib": "bibtex",
+        ".ris": "ris",
+        ".nbib": "medline",
+        ".medline": "medline",
+        ".json": "csljson",
+    }
     return by_suffix.get(Path(name).suffix.lower())
 
 
@@ -166,20 +153,22 @@ def read_candidates(text: str, shown: str, fmt: str | None = None) -> tuple[list
     """Candidates from one import file's text and every problem (each candidate's own are also
     on it); `shown` names the file in problems."""
     text = text.removeprefix("\ufeff")
-    fmt = fmt or detect_format(text, shown)
+    fmt = FORMAT_ALIASES.get(fmt or "", fmt) or detect_format(text, shown)
     if fmt is None:
         return [], [
             Problem(
                 shown,
                 1,
-                reason="not a BibTeX, RIS or MEDLINE file",
-                hint="give a .bib, .ris or .nbib file, or --format",
+                reason="not a BibTeX, RIS or MEDLINE file, nor CSL-JSON",
+                hint="give a .bib, .ris, .nbib or .json file, or --format",
             )
         ]
     if not text.strip():
         return [], [Problem(shown, 1, reason="file is empty")]
     if fmt == "bibtex":
         candidates, problems = _from_bibtex(text, shown)
+    elif fmt == "csljson":
+        candidates, problems = read_csljson(text, shown)
     else:
         candidates, problems = _from_tagged(text, shown, fmt)
     for candidate in candidates:
@@ -220,6 +209,8 @@ def _bibtex_candidate(source: Source, shown: str, memo: dict[str, tuple[str, str
     candidate.bibtex = {
         k: v for k, v in source.fields.items() if k not in ("crossref", "verification") and v.strip()
     }
+    if "mesh-terms" in candidate.bibtex and "mesh" not in candidate.bibtex:  # one name for MeSH terms
+        candidate.bibtex["mesh"] = candidate.bibtex.pop("mesh-terms")
     return candidate
 
 
@@ -331,6 +322,8 @@ def _ris_candidate(record: Tagged, shown: str) -> Candidate:
         fields["doi"] = next((u for u in urls if re.match(r"https?://[^/]*doi[^/]*/10\.", u, re.I)), "")
     fields["pages"] = _ris_pages(record.first("SP"), record.first("EP"))
     _ris_identifiers(record, fields)
+    fields["abstract"] = " ".join(record.all("AB") or record.all("N2"))
+    fields["keywords"] = _joined(k for v in record.all("KW") for k in v.split(";"))
     editor_tags = ("ED", "A2") if kind in ("book", "incollection", "inproceedings") else ("ED",)
     candidate = Candidate(
         kind,
@@ -390,6 +383,9 @@ def _medline_candidate(record: Tagged, shown: str) -> Candidate:
     fields["doi"] = next(
         (re.sub(r"\s*\[doi\]$", "", v) for v in record.all("LID", "AID") if v.endswith("[doi]")), ""
     )
+    fields["abstract"] = " ".join(record.all("AB"))
+    fields["keywords"] = _joined(record.all("OT"))  # other terms: the authors' keywords
+    fields["mesh"] = _joined(record.all("MH"))
     return Candidate(
         kind,
         {k: v for k, v in fields.items() if v},
@@ -437,9 +433,16 @@ def _wos_candidate(record: Tagged, shown: str) -> Candidate:
         "pages": _ris_pages(record.first("BP"), record.first("EP")),
         "doi": record.first("DI"),
         "pmid": record.first("PM"),
+        "abstract": " ".join(record.all("AB")),
+        "keywords": _joined(k for v in record.all("DE") for k in v.split(";")),
     }
     names = [n for value in record.all("AF") or record.all("AU") for n in value.split("\n")]
     return Candidate(kind, {k: v for k, v in fields.items() if v}, _names(names), shown, record.line)
+
+
+def _joined(terms: Iterable[str]) -> str:
+    """Keywords or MeSH terms as one field value: each once, in their order, "; " between."""
+    return KEYWORD_SEPARATOR.join(dict.fromkeys(t for t in (" ".join(v.split()) for v in terms) if t))
 
 
 def _names(values: list[str]) -> list[Name]:

@@ -34,7 +34,8 @@ from .fields import DOSE_NUMBERS, FACETS, FIELDS
 from .fsio import atomic_write, process_lock
 
 # Bump whenever the schema or the document layout changes: older generations are then rebuilt.
-SCHEMA_VERSION = 13  # 8: dose data; 9: pages.json; 10: numeric dose; 11: map as data; 13: left-out records;
+SCHEMA_VERSION = 14  # 8: dose data; 9: pages.json; 10: numeric dose; 11: map as data; 13: left-out records;
+# 14: abstracts and keywords;
 # 12: identifiers, author keys and family names only in `authors`
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
