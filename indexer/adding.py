@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import bibtexparser
+
 from . import index as idx
 from . import pipeline
 from .bib import decode_bib, parse_bib_text
@@ -29,9 +31,10 @@ from .bibwrite import (
     locked,
     settled,
     update,
+    verbatim_entry,
 )
 from .build import ensure_index
-from .curation import read_not_duplicates, remember_not_duplicates
+from .curation import read_aliases, read_not_duplicates, remember_aliases, remember_not_duplicates
 from .documents import content_hash, known_references, reference_document
 from .duplicates import (
     TITLE_SIMILARITY,
@@ -46,7 +49,7 @@ from .duplicates import (
 from .errors import KBError, ProblemsFound
 from .fsio import GRACE, Snapshot
 from .importers import Candidate, decode_input, read_candidates
-from .keys import STOP_WORDS, ascii_fold, make_key
+from .keys import STOP_WORDS, ascii_fold, fits_pattern, make_key
 from .models import Problem
 from .rekey import rekey
 from .settings import Settings
@@ -83,6 +86,12 @@ class AddReport:
     problems: list[Problem]
     diff: str
     skipped: list[Problem] = field(default_factory=list)  # with skip_bad: the entries left out, and why
+    # (the import file's key, the key written) where the file's key lacked the documented shape;
+    # the old key is kept as an alias in kb/curation/key-aliases.yaml
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # the import file's own keys, kept as they fit
+    rewritten: list[str] = field(default_factory=list)  # BibTeX imports not written verbatim
+    alias_error: str | None = None  # why the renamed keys' aliases could not be written
     written: bool = False
     indexed: bool = False
     index_error: str | None = None  # why the index could not be updated (the entries are written)
@@ -148,6 +157,11 @@ def add_references(
             )
             return AddReport([], [], [missing], "", sorted(skipped))
         report = done.report
+        if report.written and report.renamed:
+            try:
+                remember_aliases(settings.kb_dir, report.renamed)
+            except (OSError, KBError) as exc:
+                report.alias_error = _reason(exc)
         if report.written and done.current and done.new is not None:
             try:
                 report.indexed = _index_new(settings, done.new, done.old_size, [k for k, _ in report.added])
@@ -193,21 +207,28 @@ def _attempt(
         settled(snapshot)
         return _Attempt(AddReport([], [], problems, ""))
     duplicates = find_duplicates(candidates, known, read_not_duplicates(settings.kb_dir))
-    if duplicates and not (force or not_duplicate):
-        settled(snapshot)
-        refused = [(candidates[i], hits) for i, hits in sorted(duplicates.items())]
-        return _Attempt(AddReport([], refused, [], ""))
-    added, entries, problems, skipped = _entries(candidates, {k.key for k in known}, verification, skip_bad)
+    refused = [(candidates[i], hits) for i, hits in sorted(duplicates.items())]
+    if refused and not (force or not_duplicate):
+        if not skip_bad:
+            settled(snapshot)
+            return _Attempt(AddReport([], refused, [], ""))
+        candidates = [c for i, c in enumerate(candidates) if i not in duplicates]  # skipped, listed
+        duplicates = {}
+    else:
+        refused = []
+    taken = {k.key for k in known}
+    added, entries, problems, skipped = _entries(candidates, taken, verification, skip_bad)
     if problems or not added:
         settled(snapshot)
-        return _Attempt(AddReport([], [], problems, "", skipped))
+        return _Attempt(AddReport([], refused, problems, "", skipped))
     diff = "".join(f"+{line}\n" for entry in entries for line in ["", *entry.splitlines()])
+    report = AddReport(added, refused, [], diff, skipped, written=not dry_run)
+    _note_keys_and_text(report, entries, taken | set(read_aliases(settings.kb_dir)), verification)
     if dry_run:
-        return _Attempt(AddReport(added, [], [], diff, skipped))
+        return _Attempt(report)
     if not_duplicate and duplicates:
         pairs = [(identity(candidates[i]), key) for i, hits in duplicates.items() for key, _ in hits]
         remember_not_duplicates(settings.kb_dir, [p for p in pairs if not p[1].startswith("#")])
-    report = AddReport(added, [], [], diff, skipped, written=True)
     new = appended(snapshot.data, entries)
     return _Attempt(report, new, len(snapshot.data), current, entries)
 
@@ -223,19 +244,86 @@ def _entries(
     skipped: list[Problem] = []
     for _ in range(2):
         added, problems = _assign_keys(candidates, set(taken))
-        entries = [format_entry(key, c, verification) for key, c in added]
         memo: dict[str, tuple[str, str]] = {}
-        problems += [
-            p
-            for (key, c), entry in zip(added, entries, strict=True)
-            for p in _check_entry(key, c, entry, memo)
-        ]
+        written = [_written_form(key, c, verification, memo) for key, c in added]
+        entries = [entry for entry, _ in written]
+        problems += [p for _, found in written for p in found]
         if not problems or not skip_bad:
             return added, entries, sorted(problems), skipped
         bad = {(p.path, p.line) for p in problems}
         candidates = [c for c in candidates if (c.source, c.line) not in bad]
         skipped += problems
     return [], [], sorted(problems), skipped
+
+
+def _written_form(
+    key: str, candidate: Candidate, verification: str, memo: dict[str, tuple[str, str]]
+) -> tuple[str, list[Problem]]:
+    """The entry to write and its problems: a BibTeX import's own text when it reads back as the
+    laid-out entry would (same type, fields, authors, status), else the laid-out entry.
+
+    The import's text cannot stand alone when it leans on the file (an `@string` macro, a
+    `crossref` parent) or uses biblatex names; it is then written in the layout of format_entry.
+    """
+    laid_out = format_entry(key, candidate, verification)
+    problems = _check_entry(key, candidate, laid_out, memo)
+    verbatim = verbatim_entry(key, candidate, verification)
+    if verbatim is None or problems:
+        return laid_out, problems
+    same = _same_names(verbatim, laid_out) and _reads_as(verbatim, laid_out, candidate.source, memo)
+    return (verbatim if same else laid_out), []
+
+
+def _same_names(text: str, other: str) -> bool:
+    """True if two one-entry texts have the same entry type and field names as written (so a
+    biblatex `journaltitle` or `@online` is written as its BibTeX name, which other tools read)."""
+    entries = [bibtexparser.parse_string(t).entries for t in (text, other)]
+    if any(len(e) != 1 for e in entries):
+        return False
+    names = [
+        (e[0].entry_type.lower(), {k.lower() for k in e[0].fields_dict} - {"verification"}) for e in entries
+    ]
+    return names[0] == names[1]
+
+
+def _reads_as(text: str, other: str, shown: str, memo: dict[str, tuple[str, str]]) -> bool:
+    """True if two one-entry texts parse, without problems, to the same reference."""
+    (mine, problems), (theirs, _) = (parse_bib_text(t, shown, memo) for t in (text, other))
+    if problems or len(mine) != 1 or list(mine) != list(theirs):
+        return False
+    a, b = next(iter(mine.values())), next(iter(theirs.values()))
+
+    def plain(fields: dict[str, str]) -> dict[str, str]:
+        return {k: " ".join(v.split()) for k, v in fields.items() if k != "verification"}
+
+    return (a.entry_type, plain(a.fields), a.authors, a.verification) == (
+        b.entry_type,
+        plain(b.fields),
+        b.authors,
+        b.verification,
+    )
+
+
+def _note_keys_and_text(report: AddReport, entries: list[str], known: set[str], verification: str) -> None:
+    """Which import keys were kept, which replaced, which BibTeX entries were not written verbatim."""
+    report.renamed = _renamed(report.added, known)
+    report.kept = [key for key, c in report.added if c.given_key == key]
+    report.rewritten = [
+        key
+        for (key, c), entry in zip(report.added, entries, strict=True)
+        if c.raw and entry != verbatim_entry(key, c, verification)
+    ]
+
+
+def _renamed(added: list[tuple[str, Candidate]], known: set[str]) -> list[tuple[str, str]]:
+    """(file's key, new key) for keys replaced because they lacked the documented shape; a key
+    that is (ignoring case) a key or alias already is not kept as an alias."""
+    lowered = {k.lower() for k in known} | {key.lower() for key, _ in added}
+    return [
+        (c.given_key, key)
+        for key, c in added
+        if c.given_key and c.given_key != key and c.given_key.lower() not in lowered
+    ]
 
 
 def _check_entry(
@@ -302,12 +390,13 @@ def _known(settings: Settings, snapshot: Snapshot, current: bool) -> tuple[list[
 def _assign_keys(
     candidates: list[Candidate], taken: set[str]
 ) -> tuple[list[tuple[str, Candidate]], list[Problem]]:
-    """Keep a key the import file gives when it is free; a taken one is an error (keys never change)."""
+    """Keep a key the import file gives when it has the documented shape and is free (a taken
+    one is an error: keys never change); replace one without that shape by a new key."""
     lowered = {k.lower() for k in taken}
     mine: dict[str, Candidate] = {}
     added, problems = [], []
     for candidate in candidates:
-        key = candidate.given_key
+        key = candidate.given_key if candidate.given_key and fits_pattern(candidate.given_key) else None
         if key and key.lower() in lowered:
             first = mine.get(key.lower())
             where = "references.bib" if first is None else f"{first.source} (line {first.line})"

@@ -637,7 +637,9 @@ def decode(
         fields=fields,
         authors=persons.get("author", ()),
         raw=source.raw,
-        verification=fields.get("verification"),
+        # No field means as-cited, the weakest status: an imported entry is written as the
+        # import has it, and claims nothing about how it was checked.
+        verification=fields.get("verification", "as-cited"),
         field_lines=dict(source.field_lines),
     )
     return reference, []
@@ -706,13 +708,7 @@ def entry_problems(ref: Reference, shown: str, unresolved: str | None = None) ->
             )
     if ref.fields.get("year") and not re.fullmatch(r"\d{4}", ref.fields["year"]):
         add("year", f"'{ref.fields['year']}' is not a four-digit year")
-    if ref.verification is None:
-        add(
-            "verification",
-            "missing required field",
-            "add verification = {full-text}, {abstract}, {secondary} or {as-cited}",
-        )
-    elif ref.verification not in VERIFICATION_VALUES:
+    if ref.verification not in VERIFICATION_VALUES:
         add(
             "verification",
             f"'{ref.verification}' is not a verification status",

@@ -71,6 +71,28 @@ def format_entry(key: str, candidate: Candidate, verification: str) -> str:
     return "\n".join(lines) + "\n}\n"
 
 
+# The head of an entry: `@type{` (or `@type(`), the key, the comma after it.
+ENTRY_HEAD_RE = re.compile(r"^(@\s*[A-Za-z]+\s*[{(]\s*)([^,\s]*)(\s*,)")
+
+
+def verbatim_entry(key: str, candidate: Candidate, verification: str) -> str | None:
+    """A BibTeX import's entry exactly as the file has it, under `key`; None without one.
+
+    Only line ends become LF. A status other than the default `as-cited` (what no field means)
+    takes one line before the closing brace. The caller keeps this text only if it reads back
+    as the entry format_entry makes (see adding._written_form).
+    """
+    raw = candidate.raw.replace("\r\n", "\n").replace("\r", "\n").strip()
+    head = ENTRY_HEAD_RE.match(raw)
+    if head is None or not raw.endswith(("}", ")")):
+        return None
+    text = raw[: head.start(2)] + key + raw[head.end(2) :]
+    if verification != "as-cited":
+        inner = text[:-1].rstrip()
+        text = f"{inner}{'' if inner.endswith(',') else ','}\n  verification = {{{verification}}}\n{text[-1]}"
+    return text + "\n"
+
+
 def entry_values(candidate: Candidate) -> dict[str, str]:
     """The candidate's fields as BibTeX source text, without enclosing braces."""
     if candidate.bibtex:

@@ -35,6 +35,7 @@ class Candidate:
     problems: list[Problem] = field(default_factory=list)
     editors: list[Name] = field(default_factory=list)
     bibtex: dict[str, str] = field(default_factory=dict)  # a BibTeX import's own source text, to write
+    raw: str = ""  # a BibTeX import's whole entry as written: written verbatim when it reads back the same
 
     @property
     def label(self) -> str:

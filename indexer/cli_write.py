@@ -85,6 +85,9 @@ def add(
     state = "searchable now" if report.indexed else "index refreshed"
     if report.index_error is None:
         click.echo(f"Added {len(report.added)} reference(s): {keys} ({state})")
+        if report.skipped:  # the good entries are in; the failed ones still need the researcher
+            failed = len({(p.path, p.line) for p in report.skipped})
+            raise click.ClickException(f"{failed} entr{'y' if failed == 1 else 'ies'} failed (listed above)")
         return
     click.echo(f"Added {len(report.added)} reference(s): {keys} (not searchable yet)")
     raise click.ClickException(
@@ -110,16 +113,16 @@ SKIP_HINT = " --skip-bad adds the entries without problems."
 
 
 def _report(report: AddReport, dry_run: bool, skip_bad: bool = False) -> None:
+    """What the add found, file by file; exits 1 when nothing can be added."""
     for problem in report.skipped:
         click.echo(f"{problem} [skipped]", err=True)
-    if report.skipped:
-        entries = len({(p.path, p.line) for p in report.skipped})
-        click.echo(
-            f"Skipped {entries} entr{'y' if entries == 1 else 'ies'} with problems (listed above).", err=True
-        )
-        if not report.added and not report.problems and not report.refused:
-            click.echo("Nothing added: no entry passed the checks.", err=True)
-            sys.exit(1)
+    for candidate, hits in report.refused:
+        for key, reason in hits:
+            click.echo(
+                f"{candidate.source}:{candidate.line}: {candidate.label}: suspected duplicate of "
+                f"{key}: {reason}" + (" [skipped]" if report.added else ""),
+                err=True,
+            )
     if report.problems:
         for problem in report.problems:
             click.echo(str(problem), err=True)
@@ -129,24 +132,63 @@ def _report(report: AddReport, dry_run: bool, skip_bad: bool = False) -> None:
             err=True,
         )
         sys.exit(1)
-    if report.refused:
-        for candidate, hits in report.refused:
-            for key, reason in hits:
-                click.echo(
-                    f"{candidate.source}:{candidate.line}: {candidate.label}: suspected duplicate of "
-                    f"{key}: {reason}",
-                    err=True,
-                )
+    if report.refused and not report.added and not report.skipped:
         click.echo(
             "Nothing added. Use --force to add anyway, or --not-duplicate to record that they are "
-            "different papers.",
+            "different papers (--skip-bad adds the others).",
             err=True,
         )
         sys.exit(1)
+    _per_file(report, dry_run)
+    if not report.added:
+        click.echo("Nothing added: no entry passed the checks.", err=True)
+        sys.exit(1)
+    _key_notes(report)
     if dry_run:
         keys = ", ".join(key for key, _ in report.added)
         click.echo(f"Would add {len(report.added)} reference(s): {keys}")
         click.echo(report.diff, nl=False)
+
+
+def _per_file(report: AddReport, dry_run: bool) -> None:
+    """One line per import file: imported, skipped as duplicates, failed (listed above)."""
+    files: dict[str, list[int]] = {}
+    for _, candidate in report.added:
+        files.setdefault(candidate.source, [0, 0, 0])[0] += 1
+    for candidate, _ in report.refused:
+        files.setdefault(candidate.source, [0, 0, 0])[1] += 1
+    for path, _ in sorted({(p.path, p.line) for p in report.skipped}):
+        files.setdefault(path, [0, 0, 0])[2] += 1
+    if len(files) == 1 and not (report.refused or report.skipped):
+        return  # one file, all of it imported: the closing line says so
+    verb = "to import" if dry_run else "imported"
+    for name, (imported, duplicates, failed) in files.items():
+        click.echo(
+            f"{name}: {imported} {verb}, {duplicates} skipped as suspected duplicate(s), "
+            f"{failed} failed" + (" (listed above)" if duplicates or failed else ""),
+            err=True,
+        )
+
+
+def _key_notes(report: AddReport) -> None:
+    """What became of the import files' own keys, and which entries were not written as they were."""
+    for old, new in report.renamed:
+        click.echo(
+            f"{old} -> {new}: the file's key is not in the key pattern (surname, year, word, lower "
+            f"case); written as {new}, and {old} is kept as an alias",
+            err=True,
+        )
+    if report.kept:
+        click.echo(f"Kept the file's key(s) (they fit the key pattern): {', '.join(report.kept)}", err=True)
+    if report.rewritten:
+        click.echo(
+            "Written in the layout of references.bib, not as the file has them (they lean on @string "
+            "macros, a crossref or biblatex names, which the entry alone cannot hold): "
+            + ", ".join(report.rewritten),
+            err=True,
+        )
+    if report.alias_error:
+        click.echo(f"Warning: the old keys could not be kept as aliases ({report.alias_error})", err=True)
 
 
 def _known_key(settings: Settings, key: str) -> str:

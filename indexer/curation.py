@@ -15,6 +15,10 @@ from .models import Problem
 
 NOT_DUPLICATES = Path("curation") / "not-duplicates.yaml"
 ALIASES = Path("curation") / "key-aliases.yaml"
+ALIASES_HEADER = (
+    "# Old BibTeX keys (renamed with `tmskb rekey`, or an import's own key that `tmskb add`\n"
+    "# replaced): links and citations to them still resolve.\n"
+)
 
 
 def _read(kb_dir: Path, name: Path) -> dict[str, Any]:
@@ -61,3 +65,17 @@ def remember_not_duplicates(kb_dir: Path, pairs: Iterable[tuple[str, str]]) -> N
         sort_keys=False,
     )
     write_under_lock(path, body)
+
+
+def aliases_text(aliases: dict[str, str]) -> str:
+    """kb/curation/key-aliases.yaml holding `aliases` (old key -> current key)."""
+    return ALIASES_HEADER + yaml.safe_dump({"aliases": aliases}, sort_keys=True)
+
+
+def remember_aliases(kb_dir: Path, pairs: Iterable[tuple[str, str]]) -> None:
+    """Add (old key, new key) pairs to kb/curation/key-aliases.yaml (atomically); call under the
+    bibliography lock, as for remember_not_duplicates."""
+    path = kb_dir / ALIASES
+    aliases = {**read_aliases(kb_dir), **dict(pairs)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_under_lock(path, aliases_text(aliases))

@@ -194,6 +194,7 @@ def _bibtex_candidate(source: Source, shown: str, memo: dict[str, tuple[str, str
     # keys, duplicate checks, messages and the required-field check read.
     reference, found = decode(source, shown, CANDIDATE_FIELDS, memo)
     candidate = Candidate(source.entry_type, {}, [], shown, source.line, source.key or None, problems + found)
+    candidate.raw = source.raw
     if reference is None:
         return candidate
     # An imported entry need not say how it was verified yet: `tmskb add --verification` sets it.

@@ -8,8 +8,16 @@ import unicodedata
 from .importers import Candidate
 
 STOP_WORDS = frozenset("a an and are as at by for from in into is of on or the to with".split())
-# What `tmskb rekey` accepts as a new key: safe in BibTeX, YAML, file names and URLs.
-KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._+-]*")
+
+
+# The documented shape of a key (docs/kb-format.md, *Citation keys*): lower-case ASCII surname,
+# four-digit year, a word; an import's own key is kept only when it has this shape.
+DOCUMENTED_KEY = re.compile(r"[a-z][a-z0-9]*[0-9]{4}[a-z0-9]*")
+
+
+def fits_pattern(key: str) -> bool:
+    """True if `key` has the documented shape, and so is also a valid study id."""
+    return DOCUMENTED_KEY.fullmatch(key) is not None
 
 
 def ascii_fold(text: str) -> str:

@@ -11,18 +11,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-
 from .bib import parse_bib_text
 from .bibwrite import locked, settled, update
-from .curation import ALIASES, read_aliases
+from .curation import ALIASES, aliases_text, read_aliases
 from .fsio import Prepared, Snapshot, prepare_under_lock, write_error
-from .keys import KEY_PATTERN
+from .keys import ascii_fold, fits_pattern
 from .records import read_records
 from .settings import Settings
 from .validate import cited_keys
-
-ALIASES_HEADER = "# Old BibTeX keys renamed with `tmskb rekey`: links and citations to them still resolve.\n"
 
 
 def rekey(settings: Settings, old: str, new: str) -> list[str]:
@@ -30,8 +26,13 @@ def rekey(settings: Settings, old: str, new: str) -> list[str]:
 
     Returns the files changed. Raises ValueError with a user-facing message when it cannot.
     """
-    if not KEY_PATTERN.fullmatch(new):
-        raise ValueError(f"'{new}' is not a usable key (letters, digits and :._+- only)")
+    if not fits_pattern(new):  # the shape `tmskb add` gives keys, so the key can be a study id too
+        suggestion = ascii_fold(new)
+        raise ValueError(
+            f"'{new}' is not a usable key: write it as the key pattern has keys (lower-case ASCII "
+            "surname, four-digit year, a word, e.g. quesada2018robot)"
+            + (f"; did you mean {suggestion}?" if fits_pattern(suggestion) else "")
+        )
     bib = settings.bib_path
     pending: list[Prepared] = []
 
@@ -49,9 +50,7 @@ def rekey(settings: Settings, old: str, new: str) -> list[str]:
         others = _renamed_citations(settings, old, new)
         aliases = {**read_aliases(settings.kb_dir), old: new}
         aliases = {k: (new if v == old else v) for k, v in aliases.items()}
-        others[settings.kb_dir / ALIASES] = ALIASES_HEADER + yaml.safe_dump(
-            {"aliases": aliases}, sort_keys=True
-        )
+        others[settings.kb_dir / ALIASES] = aliases_text(aliases)
         for path, content in others.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             pending.append(prepare_under_lock(path, content.encode("utf-8")))

@@ -136,7 +136,7 @@ def test_existing_keys_never_change_and_new_keys_follow_the_pattern(runner, sett
 
 def _reference(i: int) -> str:
     return (
-        f"@article{{proc{i:02d}x,\n  author = {{Writer{i:02d}, Wendy}},\n"
+        f"@article{{proc2020n{i:02d},\n  author = {{Writer{i:02d}, Wendy}},\n"
         f"  title = {{Concurrent paper number {i}}},\n  journal = {{Test Journal}},\n  year = {{2020}}\n}}\n"
     )
 
@@ -157,7 +157,7 @@ def test_twenty_concurrent_adds_lose_nothing(settings: Settings, tmp_path: Path)
     assert [p.returncode for p in procs] == [0] * 20, outputs
     library = bibtexparser.parse_string(settings.bib_path.read_text())
     keys = {e.key for e in library.entries}
-    assert {f"proc{i:02d}x" for i in range(20)} <= keys and not library.failed_blocks
+    assert {f"proc2020n{i:02d}" for i in range(20)} <= keys and not library.failed_blocks
     assert search(settings.index_dir, Query.make("concurrent paper")).total == 20
 
 
@@ -280,8 +280,10 @@ def test_rekey_renames_everywhere_and_keeps_an_alias(runner, settings: Settings)
     ("old", "new", "message"),
     [
         ("nosuch2020x", "free2020x", "'nosuch2020x' is not in references.bib"),
-        ("alpha2010test", "Beta2012test", "'Beta2012test' is already in references.bib"),
+        ("alpha2010test", "beta2012test", "'beta2012test' is already in references.bib"),
         ("alpha2010test", "bad key", "'bad key' is not a usable key"),
+        ("alpha2010test", "Alpha2010Motor", "not a usable key: write it as the key pattern has keys"),
+        ("alpha2010test", "Alpha2010Motor", "did you mean alpha2010motor?"),
     ],
 )
 def test_rekey_refuses_with_a_reason(runner, settings: Settings, old: str, new: str, message: str) -> None:

@@ -35,14 +35,6 @@ PLANTED = [
     ),
     pytest.param(
         "references.bib",
-        33,
-        "noverif2018",
-        "verification",
-        "missing required field",
-        id="bib_missing_verification",
-    ),
-    pytest.param(
-        "references.bib",
         45,
         "badverif2017",
         "verification",
@@ -260,6 +252,13 @@ def test_check_cli_reports_and_exits_1(runner) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines[-1] == f"{len(PLANTED) + 1} problems in 19 files"
     assert "references.bib:18: smith2020: key: duplicate key (first defined on line 2)" in result.stderr
+
+
+def test_an_entry_without_verification_is_as_cited() -> None:
+    """No `verification` field claims nothing: the weakest status, so an import stays as written."""
+    kb = pipeline.load(Settings.for_root(BROKEN))
+    assert kb.references["noverif2018"].verification == "as-cited"
+    assert not [p for p in kb.problems if p.record == "noverif2018"]
 
 
 def test_entry_after_a_broken_block_is_kept() -> None:

@@ -355,7 +355,8 @@ def test_skip_bad_adds_the_good_items(runner, settings: Settings, tmp_path: Path
     path = tmp_path / "mixed.json"
     path.write_text(json.dumps(items, indent=2))
     result = add(runner, settings, str(path), "--skip-bad")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the good item is in; the broken one failed
+    assert "mixed.json: 1 imported, 0 skipped as suspected duplicate(s), 1 failed" in result.stderr
     assert "whoguide2019" in settings.bib_path.read_text() and "broken" not in settings.bib_path.read_text()
 
 

@@ -49,7 +49,7 @@ import json, os, random, re, sys, threading, time
 path, stop, rest_path = sys.argv[1:4]
 rest = open(rest_path, "rb").read()
 MARK = b"% editor save "
-ENTRY = rb"\n@article\{race\d{3}x,\n(?:  \w+ += \{[^\n]*\},?\n)+\}\n"
+ENTRY = rb"\n@article\{race2021n\d{3},\n(?:  \w+ += \{[^\n]*\},?\n)+\}\n"
 lock = threading.Lock()  # the two editors' own lock (ours is not taken: editors cannot)
 state = {"last": 0, "saves": {"in-place": 0, "atomic": 0}, "reloads": 0, "transient": 0,
          "reverted": [], "truncated": [], "keys_twice": []}
@@ -64,7 +64,7 @@ def look(data):
     head, _, body = data.partition(b"\n")
     marker = int(head[len(MARK):]) if head.startswith(MARK) and head[len(MARK):].isdigit() else -1
     whole = body.startswith(rest) and re.fullmatch(b"(?:" + ENTRY + b")*", body[len(rest):]) is not None
-    keys = re.findall(rb"@article\{(race\d{3}x),", body)
+    keys = re.findall(rb"@article\{(race2021n\d{3}),", body)
     if len(keys) != len(set(keys)):
         state["keys_twice"].append(sorted({k.decode() for k in keys if keys.count(k) > 1}))
     return marker, whole
@@ -191,7 +191,7 @@ def test_an_editor_saving_in_place_and_atomically_during_adds_loses_nothing(
     try:
         time.sleep(0.2)
         for i in range(ADDS):
-            key = f"race{i:03d}x"
+            key = f"race2021n{i:03d}"
             (tmp_path / f"{key}.bib").write_text(_reference(key, i))
             results[key] = add(runner, settings, str(tmp_path / f"{key}.bib"))
     finally:
@@ -301,7 +301,7 @@ def test_knowledge_bases_sharing_a_symlinked_bibliography_share_its_file_and_loc
         (root / "references.bib").symlink_to(Path("..") / "shared" / "references.bib")
     procs = []
     for i in range(8):
-        key = f"link{i}x"
+        key = f"link2021n{i}"
         (tmp_path / f"{key}.bib").write_text(_reference(key, i).replace("race", "link"))
         root = roots[i % 2]
         args = [
@@ -317,7 +317,7 @@ def test_knowledge_bases_sharing_a_symlinked_bibliography_share_its_file_and_loc
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, outputs
     text = (shared / "references.bib").read_text()
-    assert all(text.count(f"@article{{link{i}x,") == 1 for i in range(8))
+    assert all(text.count(f"@article{{link2021n{i},") == 1 for i in range(8))
     for root in roots:
         assert (root / "references.bib").is_symlink()
         assert not (root / "references.bib.lock").exists()  # the lock is the shared file's
