@@ -209,3 +209,29 @@ def test_real_exports_keep_them(runner, settings: Settings, name: str, field: st
     assert kb.problems == []
     added = [kb.references[k] for k in set(kb.references) - before]
     assert any(value in r.fields.get(field, "") for r in added), [r.fields.get(field) for r in added]
+
+
+def test_a_bibtex_import_is_written_byte_for_byte_with_its_abstract(
+    runner, settings: Settings, tmp_path: Path
+) -> None:
+    """Round trip: the entry in references.bib is the file's entry, only the key line differs
+    (the file's key lacks the key shape), and the abstract and keywords are read from it."""
+    entry = (
+        "@Article{Lopez2021,\n"
+        "  author   = {L{\\'o}pez, Marta},\n"
+        "  title    = {Burst stimulation -- a {TMS} pilot},\n"
+        "  journal  = {Test Journal of Pain},\n"
+        "  year     = 2021,\n"
+        "  month    = may,\n"
+        "  abstract = {Ten patients; the quokka score improved.},\n"
+        "  keywords = {phantom limb pain, theta burst}\n"
+        "}"
+    )
+    path = tmp_path / "export.bib"
+    path.write_text(f"% Exported by a reference manager\n\n{entry}\n", "utf-8")
+    result = add(runner, settings, str(path))
+    assert result.exit_code == 0, result.output
+    written = entry.replace("@Article{Lopez2021,", "@Article{lopez2021burst,")
+    assert f"\n{written}\n" in settings.bib_path.read_text("utf-8")
+    fields = pipeline.load(settings).references["lopez2021burst"].fields
+    assert "quokka" in fields["abstract"] and fields["keywords"] == "phantom limb pain, theta burst"
