@@ -324,7 +324,9 @@ def read_source(text: str, shown: str) -> tuple[list[Source], list[Problem]]:
     at = _Lines(text)
     problems = _failed_block_problems(library, shown, at)
     macros = _macros(library, shown, at, problems)
-    sources = [_source(entry, macros, shown, at) for entry in library.entries]
+    entries = list(library.entries) + _keyless_after_the_first(library)
+    entries.sort(key=lambda entry: entry.start_line or 0)
+    sources = [_source(entry, macros, shown, at) for entry in entries]
     _resolve_crossrefs(sources)
     return sources, problems
 
@@ -497,9 +499,23 @@ def _inherit(child: Source, parent: Source) -> None:
             child.fields[name], child.field_lines[name] = value, where
 
 
+def _keyless_after_the_first(library: bibtexparser.Library) -> list[model.Entry]:
+    """Entries without a key after the first one: bibtexparser takes them for duplicates of it
+    (the same key, ''), but each is an entry of its own (reported as keyless, given a key by add)."""
+    return [
+        block.ignore_error_block
+        for block in library.failed_blocks
+        if isinstance(block, model.DuplicateBlockKeyBlock)
+        and not block.key.strip()
+        and isinstance(block.ignore_error_block, model.Entry)
+    ]
+
+
 def _failed_block_problems(library: bibtexparser.Library, shown: str, at: _Lines) -> list[Problem]:
     problems = []
     for block in library.failed_blocks:
+        if isinstance(block, model.DuplicateBlockKeyBlock) and not block.key.strip():
+            continue  # an entry without a key: read as one (see _keyless_after_the_first)
         line = at(block)
         match = KEY_RE.match(block.raw or "")
         key = match.group(1) if match else ""

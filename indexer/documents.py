@@ -115,6 +115,8 @@ def known_references(references: Iterable[Reference]) -> list[dict[str, Any]]:
                 "title": r.title,
                 "year": r.fields.get("year", ""),
                 "first_author": first,
+                "volume": r.fields.get("volume", ""),
+                "first_page": re.split(r"[-\u2013\u2014,]", r.fields.get("pages", ""), maxsplit=1)[0].strip(),
             }
         )
     return out

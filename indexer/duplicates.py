@@ -26,12 +26,24 @@ class Known:
     title: str
     year: str
     first_author: str
+    volume: str = ""  # where in its venue: two items of one column in different issues differ here
+    first_page: str = ""
 
 
 def known_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Known]:
     """Known references from documents.known_references rows (as saved with each index generation)."""
     return [
-        Known(r["key"], r["doi"], r["pmid"], r["pmcid"], r["title"], r["year"], ascii_fold(r["first_author"]))
+        Known(
+            r["key"],
+            r["doi"],
+            r["pmid"],
+            r["pmcid"],
+            r["title"],
+            r["year"],
+            ascii_fold(r["first_author"]),
+            str(r.get("volume") or ""),
+            str(r.get("first_page") or ""),
+        )
         for r in rows
     ]
 
@@ -64,6 +76,8 @@ def duplicate_reason(candidate: Candidate, known: Known) -> str | None:
         mine, theirs = f.get(name), getattr(known, name)
         if mine and theirs and mine.lower() != theirs.lower():
             return None
+    if _elsewhere(known_of(candidate, ""), known):
+        return None  # e.g. a recurring column's "Editorial" in two issues: different items
     first = ascii_fold(candidate.authors[0][0]) if candidate.authors else ""
     if (
         not f.get("title")
@@ -79,6 +93,13 @@ def duplicate_reason(candidate: Candidate, known: Known) -> str | None:
     if similarity >= TITLE_SIMILARITY:
         return f"same first author, year and title ({similarity:.0%} alike)"
     return None
+
+
+def _elsewhere(a: Known, b: Known) -> bool:
+    """True if both say where they are in their venue (volume, first page) and the places differ."""
+    return any(
+        x and y and x.lower() != y.lower() for x, y in ((a.volume, b.volume), (a.first_page, b.first_page))
+    )
 
 
 def find_duplicates(
@@ -144,6 +165,15 @@ def known_of(candidate: Candidate, key: str) -> Known:
     """A candidate as a Known reference under `key`, to compare candidates with each other."""
     f = candidate.fields
     first = ascii_fold(candidate.authors[0][0]) if candidate.authors else ""
+    first_page = re.split(r"[-\u2013\u2014,]", f.get("pages", ""), maxsplit=1)[0].strip()
     return Known(
-        key, f.get("doi"), f.get("pmid"), f.get("pmcid"), f.get("title", ""), f.get("year", ""), first
+        key,
+        f.get("doi"),
+        f.get("pmid"),
+        f.get("pmcid"),
+        f.get("title", ""),
+        f.get("year", ""),
+        first,
+        f.get("volume", "").strip(),
+        first_page,
     )

@@ -68,9 +68,12 @@ RIS_TYPES = {
     "REPORT": "techreport",
 }
 WOS_TYPES = {"J": "article", "B": "book", "S": "incollection", "P": "misc"}
-CANDIDATE_FIELDS = CHECKED_FIELDS | {"journal", "booktitle", "editor"}
+CANDIDATE_FIELDS = CHECKED_FIELDS | {"journal", "booktitle", "editor", "volume", "number", "pages"}
 KEYWORD_SEPARATOR = "; "
 FORMAT_ALIASES = {"csl-json": "csljson"}
+# RIS tags holding one name or keyword per line: an untagged line after one is the next item.
+RIS_LIST_TAGS = frozenset({"AU", "A1", "A2", "A3", "A4", "ED", "KW"})
+ISSN_RE = re.compile(r"\b\d{4}-\d{3}[\dX]\b")
 PMID_RE = re.compile(r"^\d{1,9}$")
 PMCID_RE = re.compile(r"^(?:PMC)?(\d{3,9})$", re.I)
 SUFFIX_RE = re.compile(r"^(?:Jr|Sr|II|III|IV|2nd|3rd|4th)\.?$", re.I)
@@ -246,6 +249,16 @@ def _tagged_records(text: str, fmt: str, shown: str) -> tuple[list[Tagged], list
         match = pattern.match(line)
         if match:
             tag, value = match.group(1), (match.group(2) or "").strip()
+            if tag == start and current is not None:
+                # A record runs to its ER line (as rispy and JabRef read it): a second TY inside
+                # one means the ER before it is missing, and the record cannot be trusted.
+                reason = (
+                    f"'{tag}' line inside the record of line {current.line}: its 'ER  - ' line is missing"
+                )
+                current.problems.append(
+                    Problem(shown, number, reason=reason, hint="end each record with 'ER  - '")
+                )
+                continue
             if tag == start or (fmt == "medline" and current is None):
                 current = Tagged(number, [], fmt == "medline", [])
                 records.append(current)
@@ -264,6 +277,8 @@ def _tagged_records(text: str, fmt: str, shown: str) -> tuple[list[Tagged], list
             if fmt == "medline" and not line[:1].isspace():
                 reason = f"not a MEDLINE line: '{line.strip()[:40]}'"
                 current.problems.append(Problem(shown, number, reason=reason, hint="write 'TAG - value'"))
+            elif current.items and fmt == "ris" and current.items[-1][0] in RIS_LIST_TAGS:
+                current.items.append((current.items[-1][0], line.strip(), number))  # one name a line
             elif current.items:  # the last value goes on (MEDLINE and WoS indent these lines)
                 tag, value, first_line = current.items[-1]
                 joiner = "\n" if fmt == "wos" and tag in ("AU", "AF") else " "
@@ -315,24 +330,29 @@ def _ris_candidate(record: Tagged, shown: str) -> Candidate:
     for tag, name in (("VL", "volume"), ("IS", "number"), ("PB", "publisher"), ("CY", "address")):
         fields[name] = record.first(tag) if (tag, kind) != ("PB", "phdthesis") else ""
     fields["edition"] = record.first("ET") if kind == "book" else ""
+    fields["series"] = record.first("T3", "T2") if kind == "book" else ""
     fields["doi"] = record.first("DO")
-    urls = [u for v in record.all("UR", "L2") for u in re.split(r"[\s;]+", v) if u]
+    # UR is the work's address; L2 (a full-text link) only stands in for a missing one.
+    urls = [u for v in record.all("UR") or record.all("L2") for u in re.split(r"[\s;]+", v) if u]
     if urls:
         fields["url"] = urls[0]
     if not fields["doi"]:
         fields["doi"] = next((u for u in urls if re.match(r"https?://[^/]*doi[^/]*/10\.", u, re.I)), "")
     fields["pages"] = _ris_pages(record.first("SP"), record.first("EP"))
+    serial = record.first("SN")  # an ISSN for serials, an ISBN for books
+    if serial:
+        isbn = kind in ("book", "incollection") or len(re.sub(r"[^\dX]", "", serial.split()[0])) in (10, 13)
+        fields["isbn" if isbn and not ISSN_RE.search(serial) else "issn"] = serial
     _ris_identifiers(record, fields)
     fields["abstract"] = " ".join(record.all("AB") or record.all("N2"))
     fields["keywords"] = _joined(k for v in record.all("KW") for k in v.split(";"))
-    editor_tags = ("ED", "A2") if kind in ("book", "incollection", "inproceedings") else ("ED",)
     candidate = Candidate(
         kind,
         {k: v for k, v in fields.items() if v},
         _names(record.all("AU", "A1")),
         shown,
         record.line,
-        editors=_names(record.all(*editor_tags)),
+        editors=_names(record.all("ED", "A2")),  # A2, the secondary author, is the editor
     )
     if not title:
         candidate.problems.append(
@@ -367,11 +387,14 @@ def _medline_candidate(record: Tagged, shown: str) -> Candidate:
     chapter = bool(book and record.first("TI"))
     kind = "incollection" if chapter else "book" if book or "book" in types else "article"
     # PubMed ends every title with a period; it is not part of the title.
-    title = re.sub(r"(?<![.\s])\.$", "", record.first("TI") if kind != "book" else book or record.first("TI"))
+    article_title = " ".join(record.all("TI"))  # a title split over several TI lines is one title
+    title = re.sub(r"(?<![.\s])\.$", "", article_title if kind != "book" else book or article_title)
     fields = {"title": title, "year": _year(record.first("DP"))}
     if kind == "incollection":
         fields["booktitle"] = re.sub(r"(?<![.\s])\.$", "", book)
-    journal = record.first("JT", "TA")
+    # NLM's abbreviation (what PubMed's citations print), else the title less PubMed's place
+    # qualifier: 'European journal of pain (London, England)' is 'Eur J Pain'.
+    journal = record.first("TA") or re.sub(r"\s*\([^()]*\)$", "", record.first("JT"))
     if kind == "article" and not journal:
         kind = "misc"
     if kind == "article":
@@ -434,6 +457,8 @@ def _wos_candidate(record: Tagged, shown: str) -> Candidate:
         "pages": _ris_pages(record.first("BP"), record.first("EP")),
         "doi": record.first("DI"),
         "pmid": record.first("PM"),
+        "publisher": record.first("PU"),
+        "issn": record.first("SN"),
         "abstract": " ".join(record.all("AB")),
         "keywords": _joined(k for v in record.all("DE") for k in v.split(";")),
     }

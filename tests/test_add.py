@@ -16,6 +16,7 @@ from conftest import DATA, PROJECT, build
 
 from indexer import index as idx
 from indexer import pipeline
+from indexer.adding import add_references
 from indexer.cli import cli
 from indexer.search import Query, search
 from indexer.settings import Settings
@@ -291,3 +292,18 @@ def test_rekey_refuses_with_a_reason(runner, settings: Settings, old: str, new: 
     result = runner.invoke(cli, ["rekey", old, new, "--root", str(settings.root)])
     assert result.exit_code == 1 and message in result.output
     assert settings.bib_path.read_bytes() == before
+
+
+def test_a_recurring_column_in_two_issues_is_not_a_duplicate(settings: Settings) -> None:
+    """Same author, year and title ("Greetings from the Editor") but another volume or first page:
+    two items of a periodical, both added; the same item twice is still held back."""
+    column = (
+        "@article{{price1981greet{n}, author = {{Price, Lynne}}, title = {{Greetings from the Editor}},"
+        " journal = {{TUGboat}}, year = {{1981}}, volume = {{{volume}}}, pages = {{{pages}}}}}\n"
+    )
+    text = column.format(n="a", volume=2, pages="1--2") + column.format(n="b", volume=2, pages="54--55")
+    report = add_references(settings, [("columns.bib", text)])
+    assert report.written and [k for k, _ in report.added] == ["price1981greeta", "price1981greetb"]
+    again = column.format(n="c", volume=2, pages="54--55")
+    refused = add_references(settings, [("again.bib", again)])
+    assert not refused.written and refused.refused[0][1][0][0] == "price1981greetb"
