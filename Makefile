@@ -16,14 +16,16 @@ setup: $(BIN)/tmskb
 setup-test: setup system-deps
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 
-# The browser tests drive Debian's Chromium (never a downloaded browser).
+# The browser tests drive Debian's Chromium (never a downloaded browser); the Chinese pages need
+# a CJK font (fonts-noto-cjk), or Chromium draws empty boxes.
 system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@if [ ! -x /usr/bin/chromium ] || [ -z "$$(fc-list :lang=zh-hk 2>/dev/null)" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-cjk; \
 	fi
 
 serve: setup
+	@$(BIN)/tmskb changes >/dev/null || echo "No change history (tmskb changes needs a git checkout); serving without it."
 	$(BIN)/tmskb serve
 
 test: setup-test

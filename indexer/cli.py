@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from . import cli_write, pipeline
+from . import cli_release, cli_write, pipeline
 from .answers import answers
 from .cli_common import (
     INDEX_OPTION,
@@ -392,5 +392,5 @@ def _write_chunks(chunks: Any) -> None:
         click.echo(chunk, nl=False)  # bytes go to the binary stdout, unchanged
 
 
-for _command in cli_write.COMMANDS:
+for _command in (*cli_write.COMMANDS, *cli_release.COMMANDS):
     cli.add_command(_command)

@@ -561,14 +561,28 @@ def export_question(where: Where, question_id: str, fmt: str) -> Iterator[bytes]
 # Writers
 
 
+def edition_text(index: SearchIndex) -> str:
+    """'TMS Evidence KB version 0.2.0 of 2026-12-02, content sha256:…' for the exports that can
+    say it (BibTeX, LaTeX, Markdown; FHIR tags its Bundle; the web also sends it as a header)."""
+    kb = index.about().get("kb") or {}
+    release = f"version {kb['version']}" if kb.get("version") else "(no release yet)"
+    if kb.get("version") and kb.get("date"):
+        release += f" of {kb['date']}"
+    return f"TMS Evidence KB {release}, content {kb.get('content_hash') or 'unknown'}"
+
+
 def _stream(index: SearchIndex, query: Query, fmt: str, table: str) -> Iterator[str | bytes]:
     spec = FORMATS[fmt]
+    if fmt in ("bibtex", "latex"):
+        yield f"% {edition_text(index)}\n" + ("\n" if fmt == "bibtex" else "")
     if spec.kind == "references":
         yield from _REFERENCE_WRITERS[fmt](references(index, query, table))
     elif spec.kind == "bundle":
         yield from _fhir(index, query, table)
     else:
         yield from _TABLE_WRITERS[fmt](rows(index, query, table), columns(table), table)
+    if fmt == "markdown":
+        yield f"\n_{edition_text(index)}_\n"
 
 
 def _fhir(index: SearchIndex, query: Query, table: str) -> Iterator[str]:
@@ -592,7 +606,7 @@ def _fhir(index: SearchIndex, query: Query, table: str) -> Iterator[str]:
             if doc is not None:
                 yield from builder.entries(doc, with_studies=table == "evidence")
 
-    yield from fhir.write_bundle(fhir.bundle_head(), entries())
+    yield from fhir.write_bundle(fhir.bundle_head(index.about().get("kb")), entries())
 
 
 def cell(value: Any) -> str:

@@ -629,10 +629,19 @@ def _statistic(effect: Mapping[str, Any]) -> dict[str, Any]:
 # The Bundle
 
 
-def bundle_head() -> dict[str, Any]:
-    """The Bundle without its entries. No timestamp or KB version: the same KB and view always
-    give the same bytes (the golden files, and the web's ETag, rely on that)."""
-    return {"resourceType": "Bundle", "type": "collection"}
+def bundle_head(edition: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Bundle without its entries, tagged with the KB's release version, date and content
+    hash (kbversion; stable for one KB, so the same KB and view always give the same bytes: the
+    golden files and the web's ETag rely on that). No timestamp."""
+    head: dict[str, Any] = {"resourceType": "Bundle", "type": "collection"}
+    tags = [
+        {"system": f"urn:tmskb:kb-{name.replace('_', '-')}", "code": str(value)}
+        for name, value in (edition or {}).items()
+        if name in ("version", "date", "content_hash") and value
+    ]
+    if tags:
+        head["meta"] = {"tag": tags}
+    return head
 
 
 def write_bundle(head: Mapping[str, Any], entries: Iterable[dict[str, Any]]) -> Iterator[str]:

@@ -476,6 +476,9 @@ class Term:
     synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)
     line: int = field(default=0, compare=False)
+    # The label in other interface languages (fr, zh-Hant), for display only: search reads
+    # the synonyms.
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def all_names(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import kbversion
 from .engine import Budget, Generation, Reader
 from .errors import IndexMissing, QueryError, QueryTooExpensive
 from .facets import Mask
@@ -153,6 +154,8 @@ class SearchIndex:
             "generation": manifest.get("generation"),
             "records": manifest.get("count"),
             "left_out": list(self.generation().pages.get("left_out", [])),  # leftout.LeftOut
+            # The KB's release (kb/release.json, published beside the index) and content hash.
+            "kb": {**kbversion.read_edition(self.index_dir), "content_hash": f"sha256:{fingerprint}"},
         }
 
 

@@ -100,6 +100,7 @@ class Vocabularies:
                     "broader": list(t.broader),
                     "abbreviations": list(t.abbreviations),
                     "synonyms": {k: list(v) for k, v in t.synonyms.items()},
+                    **({"labels": dict(t.labels)} if t.labels else {}),
                 }
                 for t in terms.values()
             ]
@@ -117,7 +118,8 @@ class Vocabularies:
 
 def _term(vocabulary: str, data: dict[str, object], line: int = 0) -> Term:
     synonyms = data.get("synonyms") or {}
-    assert isinstance(synonyms, dict)
+    labels = data.get("labels") or {}
+    assert isinstance(synonyms, dict) and isinstance(labels, dict)
     return Term(
         id=str(data["id"]),
         label=str(data["label"]),
@@ -127,6 +129,7 @@ def _term(vocabulary: str, data: dict[str, object], line: int = 0) -> Term:
         synonyms={str(lang): tuple(_strings(v)) for lang, v in synonyms.items()},
         properties=dict(data.get("properties") or {}),  # type: ignore[call-overload]
         line=line,
+        labels={str(lang): str(text) for lang, text in labels.items()},
     )
 
 

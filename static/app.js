@@ -23,20 +23,25 @@
     button.hidden = false;
     button.addEventListener("click", function () {
       var text = source.textContent;
-      var done = function () { if (status) { status.textContent = "Copied to clipboard."; } };
+      var done = function () {
+        if (status) { status.textContent = button.getAttribute("data-copied") || "Copied to clipboard."; }
+      };
       if (navigator.clipboard && navigator.clipboard.writeText) {
-        navigator.clipboard.writeText(text).then(done, function () { selectText(source); });
-      } else { selectText(source); }
+        navigator.clipboard.writeText(text).then(done, function () { selectText(source, button); });
+      } else { selectText(source, button); }
     });
   });
 
-  function selectText(node) {
+  // The status messages come from the button's data- attributes, in the page's language.
+  function selectText(node, button) {
     var range = document.createRange();
     range.selectNodeContents(node);
     var selection = window.getSelection();
     selection.removeAllRanges();
     selection.addRange(range);
     var status = document.getElementById("copy-status");
-    if (status) { status.textContent = "Selected: press Ctrl+C (or ⌘C) to copy."; }
+    if (status) {
+      status.textContent = button.getAttribute("data-selected") || "Selected: press Ctrl+C (or ⌘C) to copy.";
+    }
   }
 })();

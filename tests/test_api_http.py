@@ -51,6 +51,7 @@ def test_page_size_defaults_and_refuses_more_than_the_maximum(client) -> None:
         response = client.get(f"/api/search?page_size={size}")
         assert response.status_code == 400
         assert response.get_json() == {
+            "version": 1,
             "ok": False,
             "error": f"page size must be between 1 and {MAX_PAGE_SIZE}",
         }

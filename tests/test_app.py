@@ -79,7 +79,7 @@ def test_api_search_matches_library(client) -> None:
 def test_api_errors_have_one_shape(client, url: str, status: int, message: str) -> None:
     response = client.get(url)
     assert response.status_code == status
-    assert response.get_json() == {"ok": False, "error": message}
+    assert response.get_json() == {"version": 1, "ok": False, "error": message}  # shapes are versioned
 
 
 def test_malformed_query_page_is_400_and_usable(client) -> None:

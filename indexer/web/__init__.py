@@ -27,7 +27,7 @@ from flask import Flask, Response, request
 
 from ..errors import IndexMissing
 from ..settings import PACKAGE_ROOT, resolve_settings
-from . import errors
+from . import errors, i18n
 from .state import WebState, state
 
 CSP = (
@@ -64,15 +64,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     if config:
         app.config.from_mapping(config)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PACKAGE_ROOT / "translations"))
+    i18n.init_app(app)
     app.extensions["tmskb"] = WebState(Path(app.config["INDEX_DIR"]), int(app.config["QUERY_BUDGET_MS"]))
 
-    from . import api, exports, pages
+    from . import api, exports, history, pages
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(exports.bp)
     errors.register(app)
     pages.register_template_helpers(app)
+    history.register(app)
 
     @app.after_request
     def security_headers(response: Response) -> Response:
@@ -87,6 +90,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.after_request
     def caching_and_cors(response: Response) -> Response:
         if request.method in ("GET", "HEAD") and request.blueprint in ("pages", "api"):
+            if request.blueprint in i18n.HTML_BLUEPRINTS:
+                response.vary.add("Accept-Language")  # the page's language (indexer.web.i18n)
             if response.status_code == 200:
                 response = conditional(response, release)
             if request.blueprint == "api" and response.status_code in (200, 304):
@@ -105,7 +110,7 @@ def conditional(response: Response, release: str) -> Response:
     """ETag and Last-Modified for a page or API answer, and a 304 when the client has it.
 
     What a 200 shows depends only on the index generation, the request's path and query, the
-    code (`release`) and, on pages, the date (printable views state it): so those make the
+    code (`release`) and, on pages, the date (printable views state it) and language: so those make the
     ETag, and the generation's build time (the start of today, if later, on pages) is the
     Last-Modified date. `no-cache` makes caches ask again, so a new generation shows at once."""
     try:
@@ -114,7 +119,14 @@ def conditional(response: Response, release: str) -> Response:
         return response
     page = request.blueprint == "pages"
     today = date.today()
-    parts = (release, str(about.get("version")), str(about.get("generation")), request.full_path)
+    parts: tuple[str, ...] = (
+        release,
+        str(about.get("version")),
+        str(about.get("generation")),
+        request.full_path,
+    )
+    if page:
+        parts += (i18n.language(),)
     tag = hashlib.sha256("\0".join(parts + ((today.isoformat(),) if page else ())).encode()).hexdigest()
     response.set_etag(tag[:32], weak=True)  # weak: the bytes are not hashed (and may be re-encoded)
     if about.get("built"):
@@ -132,7 +144,7 @@ def code_token() -> str:
     """A digest of the code, templates and static files, read once per process: a release that
     changes what a page shows changes its ETag even when the index does not change."""
     digest = hashlib.sha256()
-    for folder in ("indexer", "templates", "static"):
+    for folder in ("indexer", "templates", "static", "translations"):
         for path in sorted((PACKAGE_ROOT / folder).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(PACKAGE_ROOT)).encode() + b"\0" + path.read_bytes())

@@ -34,12 +34,13 @@ def search() -> Any:
         return error_response(400, results.error or "bad query")
     body = results_json(results)
     body["answers"] = answers(state().index, results) if query.page == 1 else []
+    body["kb"] = kb_edition()
     return jsonify(body)
 
 
 @bp.get("/records/<path:doc_id>")
 def record(doc_id: str) -> Any:
-    return jsonify({"version": JSON_VERSION, "ok": True, "record": find_document(doc_id)})
+    return answer(record=find_document(doc_id))
 
 
 @bp.get("/questions/<path:doc_id>")
@@ -47,13 +48,13 @@ def question(doc_id: str) -> Any:
     doc = state().index.document(doc_id)
     if doc is None or doc.get("type") != "question":
         return error_response(404, f"No question with id '{doc_id}'")
-    return jsonify({"version": JSON_VERSION, "ok": True, "question": doc})
+    return answer(question=doc)
 
 
 @bp.get("/evidence")
 def evidence() -> Any:
     groups = evidence_table(state().index, current_query())  # a QueryError becomes a 400
-    return jsonify({"version": JSON_VERSION, "ok": True, "groups": [plain(g) for g in groups]})
+    return answer(groups=[plain(g) for g in groups])
 
 
 @bp.get("/openapi.json")
@@ -61,13 +62,45 @@ def openapi() -> Any:
     return jsonify(openapi_document())
 
 
+def answer(**body: Any) -> Any:
+    """A successful answer: the JSON shape's version, the KB's release, then `body`."""
+    return jsonify({"version": JSON_VERSION, "ok": True, "kb": kb_edition(), **body})
+
+
+def kb_edition() -> dict[str, Any]:
+    """Which knowledge base answered: release version and date (kb/release.json) and content hash."""
+    return dict(state().index.about().get("kb") or {})
+
+
+KB_SCHEMA = {
+    "type": "object",
+    "description": "The knowledge base that answered: its release (tmskb release) and content hash",
+    "properties": {
+        "version": {"type": "string", "description": "Release version; absent before the first release"},
+        "date": {"type": "string", "format": "date", "description": "Release date"},
+        "content_hash": {"type": "string", "description": "sha256 of the sources, as in the release package"},
+    },
+}
+
+
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document: the base file plus one parameter per registry facet."""
+    """The OpenAPI document: the base file plus one parameter per registry facet, and the `kb`
+    object on every answer that carries `version`."""
     spec = copy.deepcopy(_base())
+    schemas = spec["components"]["schemas"]
+    schemas["KnowledgeBase"] = KB_SCHEMA
     for ops in spec["paths"].values():
         for op in ops.values():
             if op.pop("x-tmskb-facet-parameters", False):
                 op["parameters"] += [_facet_parameter(f) for f in FACETS]
+            for response in op.get("responses", {}).values():
+                schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+                if "$ref" in schema:
+                    schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+                if "version" in schema.get("properties", {}) and schema.get("properties", {}).get("ok") == {
+                    "const": True
+                }:
+                    schema["properties"]["kb"] = {"$ref": "#/components/schemas/KnowledgeBase"}
     return spec
 
 

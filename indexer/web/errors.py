@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, current_app, jsonify, render_template, request
+from flask_babel import gettext
 from werkzeug.exceptions import HTTPException
 
 from ..errors import IndexMissing, QueryError
+from ..query import JSON_VERSION
 
 
 def wants_json() -> bool:
@@ -26,7 +28,7 @@ def wants_json() -> bool:
 
 def error_response(status: int, message: str) -> Any:
     if wants_json():
-        return jsonify({"ok": False, "error": message}), status
+        return jsonify({"version": JSON_VERSION, "ok": False, "error": message}), status
     return render_template("error.html", status=status, message=message), status
 
 
@@ -46,4 +48,4 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def crash(exc: Exception) -> Any:
         current_app.logger.exception("unhandled error on %s", request.path)
-        return error_response(500, "Something went wrong on our side; the error has been logged.")
+        return error_response(500, gettext("Something went wrong on our side; the error has been logged."))

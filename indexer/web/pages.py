@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext
 
 from .. import pictures
 from ..answers import answers
@@ -18,6 +19,7 @@ from ..fields import FACETS, REFERENCE_PREFIX, TYPE_LABELS
 from ..models import Verification
 from ..query import Query, Results
 from ..questions import COMPARISON_COLUMNS, sort_comparison
+from .i18n import localized_date, translate_label
 from .state import current_query, state
 
 bp = Blueprint("pages", __name__)
@@ -55,15 +57,18 @@ def record(doc_id: str) -> Any:
 def _question_doc(question_id: str) -> dict[str, Any]:
     doc = state().index.document(question_id)
     if doc is None or doc.get("type") != "question":
-        abort(404, description=f"No question with id '{question_id}'")
+        abort(404, description=gettext("No question with id '%(id)s'", id=question_id))
     return doc
 
 
 def _edition() -> dict[str, Any]:
     """What every printable view states: the knowledge base version it shows and today's date."""
     about = state().index.about()
-    version = about["version"] and f"{about['version']} (indexed {str(about['built'] or '')[:10]})"
-    return {"kb_version": version, "today": date.today().isoformat()}
+    built = localized_date(str(about["built"] or "")[:10]) if about["built"] else ""
+    version = about["version"] and gettext(
+        "%(version)s (indexed %(date)s)", version=about["version"], date=built
+    )
+    return {"kb_version": version, "today": localized_date(date.today())}
 
 
 @bp.get("/questions/<question_id>")
@@ -97,7 +102,7 @@ def question_summary(question_id: str) -> Any:
 def evidence_map() -> Any:
     view = state().index.stored_page("evidence_map")
     if view is None:
-        abort(503, description="The evidence map is not in this index yet: run tmskb index")
+        abort(503, description=gettext("The evidence map is not in this index yet: run tmskb index"))
     return render_template("map.html", grid=pictures.evidence_map(view))
 
 
@@ -131,8 +136,10 @@ def find_document(doc_id: str) -> dict[str, Any]:
             target = url_for(request.endpoint or "pages.record", doc_id=REFERENCE_PREFIX + renamed)
             abort(redirect(target, 301))
     if doc is None:
-        what = "reference with key" if doc_id.startswith(REFERENCE_PREFIX) else "record with id"
-        abort(404, description=f"No {what} '{doc_id.removeprefix(REFERENCE_PREFIX)}'")
+        shown = doc_id.removeprefix(REFERENCE_PREFIX)
+        if doc_id.startswith(REFERENCE_PREFIX):
+            abort(404, description=gettext("No reference with key '%(key)s'", key=shown))
+        abort(404, description=gettext("No record with id '%(id)s'", id=shown))
     return doc
 
 
@@ -156,9 +163,9 @@ def register_template_helpers(app: Flask) -> None:
     def helpers() -> dict[str, Any]:
         return {
             "facet_registry": FACETS,
-            "facet_titles": {f.name: f.title for f in FACETS},
+            "facet_titles": {f.name: translate_label(f.title) for f in FACETS},
             "evidence_facets": [f.name for f in FACETS if f.on_evidence],
-            "type_labels": TYPE_LABELS,
+            "type_labels": {k: translate_label(v) for k, v in TYPE_LABELS.items()},
             "verification_label": verification_label,
             "url_for_query": url_for_query,
             "filter_chips": filter_chips,
@@ -183,7 +190,14 @@ def left_out() -> list[dict[str, Any]]:
 def url_for_query(endpoint: str, query: Query, **changes: Any) -> str:
     """A page URL for `query` with `changes` (page=2, sort='year', ...)."""
     params = query.to_params(**changes)
-    return url_for(endpoint) + (f"?{urlencode(params)}" if params else "")
+    return _join(url_for(endpoint), params)
+
+
+def _join(url: str, params: Any) -> str:
+    """`url` (which may carry ?lang=) with the query parameters `params` added."""
+    if not params:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(params)
 
 
 @dataclass(frozen=True)
@@ -198,11 +212,11 @@ def filter_chips(endpoint: str, query: Query, results: Results) -> list[Chip]:
     """The page's "remove filter" links: one per value while there are at most
     MAX_VALUE_CHIPS values, else one per filter (its values listed), so their size grows
     linearly with the values (one value at a time can still be unticked in the filter list)."""
-    titles = {f.name: f.title for f in FACETS}
+    titles = {f.name: translate_label(f.title) for f in FACETS}
     if sum(len(values) for _, values in query.filters) <= MAX_VALUE_CHIPS:
         return [
             Chip(
-                f"{titles.get(name, name)}: {results.label(name, value)}",
+                f"{titles.get(name, name)}: {translate_label(results.label(name, value))}",
                 url_for_query(endpoint, query.toggled(name, value)),
             )
             for name, values in query.filters
@@ -210,7 +224,7 @@ def filter_chips(endpoint: str, query: Query, results: Results) -> list[Chip]:
         ]
     return [
         Chip(
-            f"{titles.get(name, name)}: {', '.join(results.label(name, v) for v in values)}",
+            f"{titles.get(name, name)}: {', '.join(translate_label(results.label(name, v)) for v in values)}",
             url_for_query(endpoint, query.with_filter(name, ())),
         )
         for name, values in query.filters
@@ -220,11 +234,11 @@ def filter_chips(endpoint: str, query: Query, results: Results) -> list[Chip]:
 def export_url(endpoint: str, ext: str, query: Query) -> str:
     """The download URL of `query` in the format with extension `ext` (all pages)."""
     params = query.to_params(page=1)
-    return url_for(endpoint, ext=ext) + (f"?{urlencode(params)}" if params else "")
+    return _join(url_for(endpoint, ext=ext), params)
 
 
 def verification_label(value: str) -> str:
     try:
-        return Verification(value).label
+        return translate_label(Verification(value).label)
     except ValueError:
-        return value or "unknown"
+        return value or gettext("unknown")
