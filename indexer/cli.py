@@ -183,6 +183,7 @@ def search_command(
         raise click.ClickException(f"bad query: {results.error}")
     if fmt == "json":
         body = {**results_json(results), "answers": answers(index, results) if query.page == 1 else []}
+        body["kb"] = dict(index.about().get("kb") or {})  # which KB answered, as the API says
         echo_safely(lambda: click.echo(json.dumps(body, indent=2, ensure_ascii=False)))
     else:
         echo_safely(lambda: print_table(results))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -45,18 +45,34 @@ __all__ = [
 ]
 
 
-def build_documents(kb: KB) -> list[dict[str, Any]]:
-    """One document per reference and record, each with a content hash."""
+def build_documents(kb: KB, only: Set[str] | None = None) -> list[dict[str, Any]]:
+    """One document per reference and record, each with a content hash (only those whose ids
+    are in `only`, if given: build.py re-builds the documents an edit can change)."""
+    return list(iter_documents(kb, only))
+
+
+def iter_documents(kb: KB, only: Set[str] | None = None) -> Iterator[dict[str, Any]]:
+    """build_documents one by one, so a full build can index each while the next is made."""
     cited_by: dict[str, list[str]] = {}
     for record in kb.records:
         for key in _keys(record):
             cited_by.setdefault(kb.aliases.get(key, key), []).append(record.id)
     counted_by, candidate_for = _study_links(kb)
-    docs = []
     for ref in kb.references.values():
-        docs.append(reference_document(ref, cited_by.get(ref.key, []), kb))
-    comparisons = kb.comparisons()
-    for record in kb.records:
+        if only is None or reference_id(ref.key) in only:
+            doc = reference_document(ref, cited_by.get(ref.key, []), kb)
+            doc["hash"] = content_hash(doc)
+            yield doc
+    records = kb.records if only is None else [r for r in kb.records if r.id in only]
+    if only is None:
+        comparisons = kb.comparisons()
+    else:
+        comparisons = {
+            r.id: grading.compare(r, kb.levels[r.id])
+            for r in records
+            if isinstance(r, Recommendation) and r.id in kb.levels
+        }
+    for record in records:
         if isinstance(record, Study):
             doc = _study_doc(kb, record, counted_by.get(record.id, []), candidate_for.get(record.id, []))
         elif isinstance(record, Recommendation):
@@ -69,10 +85,9 @@ def build_documents(kb: KB) -> list[dict[str, Any]]:
             doc = _scale_doc(kb, record)
         else:
             doc = _knowledge_doc(kb, record)
-        docs.append(_with_extras(doc, record, kb))
-    for doc in docs:
+        doc = _with_extras(doc, record, kb)
         doc["hash"] = content_hash(doc)
-    return docs
+        yield doc
 
 
 def _study_links(kb: KB) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
@@ -122,12 +137,13 @@ def known_references(references: Iterable[Reference]) -> list[dict[str, Any]]:
     return out
 
 
-def index_extras(kb: KB) -> dict[str, Any]:
-    """JSON files stored beside each generation, so the app and `tmskb add` need not read kb/."""
+def index_extras(kb: KB, known: Iterable[Reference] | None = None) -> dict[str, Any]:
+    """JSON files stored beside each generation, so the app and `tmskb add` need not read kb/
+    (`known`: the references duplicate detection compares with, by default the KB's)."""
     return {
         idx.VOCAB: kb.vocab.to_json(),
         idx.RULESETS: [plain(r) for r in kb.rulesets.values()],
-        idx.KNOWN: known_references(kb.references.values()),
+        idx.KNOWN: known_references(kb.references.values() if known is None else known),
         idx.ALIASES: kb.aliases,
         idx.LABELS: facet_labels(kb),
         idx.PAGES: {"evidence_map": questions.evidence_map_view(kb)},

@@ -13,12 +13,13 @@ stale `*.tmp-*` directory, removed by the next build.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,22 @@ def _cache_missing_columns() -> None:
 _cache_missing_columns()
 
 
+def doc_words(doc: dict[str, Any]) -> set[str]:
+    """The distinct words of one document's searchable text, as "did you mean" counts them."""
+    return {w.lower() for name in ("text", "authors") for w in WORD.findall(doc.get(name) or "")}
+
+
 def spelling_words(docs: list[dict[str, Any]]) -> dict[str, int]:
     """Every word of the searchable text with the number of documents holding it ("did you mean")."""
     counts: dict[str, int] = {}
     for doc in docs:
-        words = {w.lower() for name in ("text", "authors") for w in WORD.findall(doc.get(name) or "")}
-        for word in words:
+        for word in doc_words(doc):
             counts[word] = counts.get(word, 0) + 1
     return dict(sorted(counts.items()))
+
+
+class StaleBase(Exception):
+    """build_index(reused=...) found no current generation the reused documents are in."""
 
 
 def analyzer() -> Any:
@@ -128,6 +137,9 @@ class BuildReport:
     full: bool
     seconds: float
     left_out: tuple[Any, ...] = ()  # leftout.LeftOut: records with problems, not indexed
+    parsed: int = 0  # source files parsed (the others came from the parse cache)
+    parse_reused: int = 0  # source files whose cached parse was used
+    documents: int = 0  # documents built (the others were kept from the previous generation)
 
     @property
     def changed(self) -> int:
@@ -168,55 +180,138 @@ def writer_lock(index_dir: Path) -> contextlib.AbstractContextManager[None]:
 
 
 def build_index(
-    docs: list[dict[str, Any]],
+    docs: Iterable[dict[str, Any]],
     index_dir: Path,
     *,
     fingerprint: str,
     extra: dict[str, Any],
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    reused: Mapping[str, str] | None = None,
+    base: str | None = None,
+    old_words: Mapping[str, Iterable[str]] | None = None,
+    count: int | None = None,
+    observe: Callable[[dict[str, Any], set[str]], None] | None = None,
 ) -> BuildReport:
     """Write `docs` into a new generation and make it current.
 
     Reuses the current generation when the schema is unchanged, re-indexing only documents
-    whose content hash changed; `force` rebuilds from scratch.
+    whose content hash changed; `force` rebuilds from scratch. A full build indexes `docs` as
+    they come (an iterator of `count` documents, say, built meanwhile).
+
+    `reused` (id -> content hash) are documents of generation `base` (the current one) kept as
+    they are without being passed in `docs`; `old_words` then gives the spelling words
+    (doc_words) of every document of `base` that is replaced or removed. Raises StaleBase when
+    `base` is no longer the current generation or does not hold all of them. `observe` is
+    called with each document written and its spelling words.
     """
     started = time.perf_counter()
-    ids = [d["id"] for d in docs]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"duplicate document ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
     with writer_lock(index_dir):
         _remove_stale(index_dir)
         previous = current_dir(index_dir)
         manifest = read_manifest(previous) if previous else {}
         full = force or previous is None or not _same_layout(manifest)
+        old_hashes: dict[str, str] = manifest.get("hashes", {})
+        if reused is not None:
+            stale = full or previous is None or previous.name != base
+            if stale or any(old_hashes.get(i) != h for i, h in reused.items()):
+                raise StaleBase(base)
         number = int(manifest.get("generation_number", 0)) + 1
         name = f"gen-{number:06d}"
         tmp = index_dir / f"{name}.tmp-{os.getpid()}"
-        if full:
-            counts = _write_full(docs, tmp, progress)
-        else:
-            assert previous is not None
-            shutil.copytree(previous, tmp)
-            counts = _write_changes(docs, tmp, manifest.get("hashes", {}), progress)
-        _write_json(
-            tmp / MANIFEST,
-            {
-                "schema": SCHEMA_VERSION,
-                "fields": FACETS.signature(),
-                "fingerprint": fingerprint,
-                "generation": name,
-                "generation_number": number,
-                "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "count": len(docs),
-                "hashes": {d["id"]: d["hash"] for d in docs},
-            },
-        )
-        _write_json(tmp / SPELLING, spelling_words(docs))
-        for filename, payload in extra.items():
-            _write_json(tmp / filename, payload)
+        try:
+            if full:
+                hashes, words, counts = _write_full(docs, tmp, progress, count, observe)
+            else:
+                assert previous is not None
+                docs = list(docs)
+                hashes = _hashes(docs, reused or {})
+                sets = [doc_words(d) for d in docs]
+                copy_generation(previous, tmp)
+                counts = _write_changes(docs, tmp, old_hashes, progress, hashes)
+                if reused is None:
+                    words = _counted(sets)
+                else:
+                    removed = [i for i in old_hashes if i not in hashes]
+                    words = _spelling_delta(tmp, docs, sets, old_hashes, removed, old_words or {})
+                for doc, found in zip(docs, sets, strict=True):
+                    if observe is not None:
+                        observe(doc, found)
+            _write_json(
+                tmp / MANIFEST,
+                {
+                    "schema": SCHEMA_VERSION,
+                    "fields": FACETS.signature(),
+                    "fingerprint": fingerprint,
+                    "generation": name,
+                    "generation_number": number,
+                    "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "count": len(hashes),
+                    "hashes": hashes,
+                },
+            )
+            _write_json(tmp / SPELLING, words)
+            for filename, payload in extra.items():
+                _write_json(tmp / filename, payload)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         _publish(index_dir, tmp, name, previous)
     return BuildReport(name, *counts, full=full, seconds=time.perf_counter() - started)
+
+
+def _hashes(docs: list[dict[str, Any]], reused: Mapping[str, str]) -> dict[str, str]:
+    """id -> content hash of every document; ValueError if two share an id."""
+    hashes = dict(reused)
+    for doc in docs:
+        if doc["id"] in hashes:
+            raise ValueError(f"duplicate document ids: {[doc['id']]}")
+        hashes[doc["id"]] = doc["hash"]
+    return hashes
+
+
+def _counted(sets: Iterable[set[str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for words in sets:
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _spelling_delta(
+    tmp: Path,
+    docs: list[dict[str, Any]],
+    sets: list[set[str]],
+    old_ids: Mapping[str, str],
+    removed: list[str],
+    old_words: Mapping[str, Iterable[str]],
+) -> dict[str, int]:
+    """The generation's word counts with the words of replaced and removed documents taken out
+    and those of `docs` put in: what spelling_words of all documents would give."""
+    counts: dict[str, int] = json.loads((tmp / SPELLING).read_text("utf-8"))
+    for doc_id in [*(d["id"] for d in docs if d["id"] in old_ids), *removed]:
+        if doc_id not in old_words:
+            raise StaleBase(f"no spelling words of {doc_id}")
+        for word in old_words[doc_id]:
+            counts[word] = counts.get(word, 0) - 1
+    for words in sets:
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+    return dict(sorted((w, n) for w, n in counts.items() if n > 0))
+
+
+def copy_generation(previous: Path, tmp: Path) -> None:
+    """A copy of a generation to update: hard links where possible. Whoosh never writes into an
+    existing file (new segments and TOCs get new names, the TOC is renamed into place) and our
+    JSON files are replaced by rename, so the previous generation stays as it was."""
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(previous, tmp, copy_function=link)
 
 
 def _publish(index_dir: Path, tmp: Path, name: str, previous: Path | None) -> None:
@@ -257,7 +352,7 @@ def add_documents(
         number = int(manifest["generation_number"]) + 1
         name = f"gen-{number:06d}"
         tmp = index_dir / f"{name}.tmp-{os.getpid()}"
-        shutil.copytree(previous, tmp)
+        copy_generation(previous, tmp)
         writer = whoosh_index.open_dir(str(tmp)).writer()
         for doc in docs:
             writer.update_document(**_to_fields(doc))
@@ -294,30 +389,60 @@ def _to_fields(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_full(
-    docs: list[dict[str, Any]], path: Path, progress: Callable[[int], None] | None
-) -> tuple[int, int, int, int]:
+    docs: Iterable[dict[str, Any]],
+    path: Path,
+    progress: Callable[[int], None] | None,
+    count: int | None,
+    observe: Callable[[dict[str, Any], set[str]], None] | None,
+) -> tuple[dict[str, str], dict[str, int], tuple[int, int, int, int]]:
+    """Index every document into a new Whoosh index: (hashes, spelling words, counts)."""
     path.mkdir(parents=True)
     ix = whoosh_index.create_in(str(path), make_schema())
+    size = len(docs) if isinstance(docs, Sized) else (count or 0)
     # Measured (bench/index_build.py, 2 cores): at 10k documents two writer processes take
     # 5.5 s against 9.3 s for one; below a few thousand their start-up cost outweighs the gain.
     # A single process gets a pool large enough not to spill runs to disk.
-    many = len(docs) >= MULTIPROCESS_THRESHOLD and (os.cpu_count() or 1) > 1
-    writer = ix.writer(procs=2, multisegment=True, limitmb=512) if many else ix.writer(limitmb=1024)
-    for doc in docs:
-        writer.add_document(**_to_fields(doc))
-        if progress:
-            progress(1)
-    writer.commit()
-    return len(docs), 0, 0, 0
+    many = size >= MULTIPROCESS_THRESHOLD and (os.cpu_count() or 1) > 1
+    hashes: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    # The writer processes are forked from this one, with the KB in memory: frozen, those
+    # objects are never walked by their cyclic collectors (nor their pages copied for it).
+    gc.freeze()
+    try:
+        writer = ix.writer(procs=2, multisegment=True, limitmb=1024) if many else ix.writer(limitmb=1024)
+        try:
+            for doc in docs:
+                if doc["id"] in hashes:
+                    raise ValueError(f"duplicate document ids: {[doc['id']]}")
+                hashes[doc["id"]] = doc["hash"]
+                words = doc_words(doc)
+                for word in words:
+                    counts[word] = counts.get(word, 0) + 1
+                if observe is not None:
+                    observe(doc, words)
+                writer.add_document(**_to_fields(doc))
+                if progress:
+                    progress(1)
+        except BaseException:
+            writer.cancel()
+            raise
+        writer.commit()
+    finally:
+        gc.unfreeze()
+    return hashes, dict(sorted(counts.items())), (len(hashes), 0, 0, 0)
 
 
 def _write_changes(
-    docs: list[dict[str, Any]], path: Path, old: dict[str, str], progress: Callable[[int], None] | None
+    docs: list[dict[str, Any]],
+    path: Path,
+    old: dict[str, str],
+    progress: Callable[[int], None] | None,
+    hashes: Mapping[str, str],
 ) -> tuple[int, int, int, int]:
+    """Re-index the documents whose hash changed; `hashes` are all documents of the new generation."""
     ix = whoosh_index.open_dir(str(path))
-    new_ids = {d["id"] for d in docs}
     changed = [d for d in docs if old.get(d["id"]) != d["hash"]]
-    removed = [i for i in old if i not in new_ids]
+    removed = [i for i in old if i not in hashes]
     writer = ix.writer()
     for doc_id in removed:
         writer.delete_by_term("id", doc_id)
@@ -326,10 +451,10 @@ def _write_changes(
         if progress:
             progress(1)
     if progress:
-        progress(len(docs) - len(changed))
+        progress(len(hashes) - len(changed))
     writer.commit()
     added = sum(1 for d in changed if d["id"] not in old)
-    return added, len(changed) - added, len(removed), len(docs) - len(changed)
+    return added, len(changed) - added, len(removed), len(hashes) - len(changed)
 
 
 def _write_json(path: Path, payload: Any) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
-from . import grading
-from .bib import parse_bib
+from . import grading, parsecache
 from .curation import read_aliases
 from .errors import ProblemsFound
 from .models import Knowledge, Problem, Question, Recommendation, Record, Reference, Scale, Study, Verdict
-from .records import read_records, record_files
+from .parsecache import ParseCache
+from .records import record_files
 from .rulesets import RuleSet, load_rulesets
 from .settings import Settings
 from .validate import check
@@ -76,10 +78,15 @@ class KB:
         }
 
 
-def load(settings: Settings, ruleset_id: str | None = None) -> KB:
-    """Parse every source, check it, and grade it under the chosen (default) rule set."""
+def load(settings: Settings, ruleset_id: str | None = None, cache: ParseCache | None = None) -> KB:
+    """Parse every source, check it, and grade it under the chosen (default) rule set.
+
+    With a `cache`, files whose bytes are unchanged since they were cached are not parsed again.
+    """
     kb_dir, shown_kb = settings.kb_dir, settings.relative(settings.kb_dir)
-    references, problems = parse_bib(settings.bib_path, settings.relative(settings.bib_path))
+    (references, problems), parsed = parsecache.parse_sources(
+        cache, settings.bib_path, settings.relative(settings.bib_path), kb_dir, settings.root
+    )
     if not kb_dir.is_dir():
         problems.append(
             Problem(
@@ -93,7 +100,6 @@ def load(settings: Settings, ruleset_id: str | None = None) -> KB:
     problems += found
     rulesets, found = load_rulesets(kb_dir / "rulesets", f"{shown_kb}/rulesets")
     problems += found
-    parsed = read_records(kb_dir, settings.root)
     problems += parsed.problems
     try:
         aliases = read_aliases(kb_dir)
@@ -101,12 +107,19 @@ def load(settings: Settings, ruleset_id: str | None = None) -> KB:
         aliases = {}
         problems += exc.problems
     problems += check(
-        references, parsed.records, vocab, parsed.unreadable, aliases, parsed.drafts, parsed.repaired
+        references,
+        parsed.records,
+        vocab,
+        parsed.unreadable,
+        aliases,
+        parsed.drafts,
+        parsed.repaired,
+        memo=cache.memo if cache is not None else None,
     )
     kb = KB(settings, references, parsed.records, vocab, rulesets, sorted(set(problems)), aliases=aliases)
     kb.ruleset = choose_ruleset(rulesets, ruleset_id)
     if kb.ruleset is not None:
-        grade(kb, kb.ruleset)
+        grade(kb, kb.ruleset, cache)
     return kb
 
 
@@ -123,15 +136,38 @@ def crossover_designs(vocab: Vocabularies) -> frozenset[str]:
     return frozenset(t.id for t in vocab.terms.get("designs", {}).values() if t.properties.get("crossover"))
 
 
-def grade(kb: KB, ruleset: RuleSet) -> None:
-    """Fill kb.classes (every study) and kb.levels (every recommendation) under `ruleset`."""
+def grade(kb: KB, ruleset: RuleSet, cache: ParseCache | None = None) -> None:
+    """Fill kb.classes (every study) and kb.levels (every recommendation) under `ruleset`.
+
+    With a `cache`, a study whose file is unchanged keeps the class it was last given under
+    the same rules, and a recommendation whose file and linked studies are unchanged its level
+    (parsecache.ParseCache.memo)."""
     crossover = crossover_designs(kb.vocab)
     studies = kb.studies
-    kb.classes = {sid: grading.effective_class(s, ruleset, crossover) for sid, s in studies.items()}
-    kb.levels = {
-        rid: grading.compute_level(rec, counted_results(kb, rec), kb.classes, ruleset)
-        for rid, rec in kb.recommendations.items()
-    }
+    if cache is None:
+        kb.classes = {sid: grading.effective_class(s, ruleset, crossover) for sid, s in studies.items()}
+        kb.levels = {rid: _level(kb, rec, ruleset) for rid, rec in kb.recommendations.items()}
+        return
+    with cache.memo("classes", ruleset, sorted(crossover)) as known:
+        kb.classes = {
+            sid: known.get(s.path, partial(grading.effective_class, s, ruleset, crossover))
+            for sid, s in studies.items()
+        }
+    # A level depends on the recommendation, its linked studies (their classes come from
+    # them) and the vocabularies (kb.within).
+    with cache.memo("levels", ruleset, sorted(crossover), kb.vocab.to_json()) as known:
+        kb.levels = {
+            rid: known.get(
+                rec.path,
+                partial(_level, kb, rec, ruleset),
+                [studies[sid].path if sid in studies else f"<no study {sid}>" for sid in rec.linked_studies],
+            )
+            for rid, rec in kb.recommendations.items()
+        }
+
+
+def _level(kb: KB, rec: Recommendation, ruleset: RuleSet) -> grading.LevelResult:
+    return grading.compute_level(rec, counted_results(kb, rec), kb.classes, ruleset)
 
 
 def counted_results(kb: KB, rec: Recommendation) -> dict[str, str | None]:
@@ -143,25 +179,36 @@ def counted_results(kb: KB, rec: Recommendation) -> dict[str, str | None]:
     }
 
 
-def source_files(settings: Settings) -> list[Path]:
-    """Every file the index is built from, in a stable order."""
+def source_files(settings: Settings, records: bool = True) -> list[Path]:
+    """Every file the index is built from, in a stable order (without the record files, which
+    come last, if not `records`)."""
     kb_dir = settings.kb_dir
     extra = [
         *sorted((kb_dir / "vocab").glob("*.yaml")),
         *sorted((kb_dir / "rulesets").glob("*.yaml")),
         *sorted((kb_dir / "curation").glob("*.yaml")),
     ]
-    return [settings.bib_path, *extra, *record_files(kb_dir)] if kb_dir.is_dir() else [settings.bib_path]
+    if not kb_dir.is_dir():
+        return [settings.bib_path]
+    return [settings.bib_path, *extra, *(record_files(kb_dir) if records else ())]
 
 
-def fingerprint(settings: Settings) -> str:
-    """Hash of every source file's path and bytes: equal fingerprints mean nothing changed."""
+def fingerprint(settings: Settings, hashes: Mapping[Path, str] | None = None) -> str:
+    """Hash of every source file's path and content hash: equal fingerprints mean nothing changed.
+
+    `hashes` (parsecache.ParseCache.hashes of source_files(settings), in that order: sha256
+    of each file, '' if missing) saves reading unchanged files; without it every file is read.
+    """
     digest = hashlib.sha256()
-    for path in source_files(settings):
-        digest.update(
-            str(path.relative_to(settings.root) if path.is_relative_to(settings.root) else path).encode()
-        )
+    root = os.path.join(settings.root, "")
+    for path in source_files(settings) if hashes is None else list(hashes):
+        if hashes is not None and path in hashes:
+            sha = hashes[path]
+        else:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        text = str(path)
+        digest.update((text[len(root) :] if text.startswith(root) else text).encode())  # relative to root
         digest.update(b"\0")
-        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+        digest.update(sha.encode() if sha else b"<missing>")
         digest.update(b"\0")
     return digest.hexdigest()

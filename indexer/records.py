@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ NOT_RECORDS = ("vocab", "rulesets", "curation")
 
 def record_files(kb_dir: Path) -> Iterator[Path]:
     """Every record file under kb_dir, sorted, skipping vocabularies and rule sets."""
-    for path in sorted(kb_dir.rglob("*.yaml")):
-        if path.relative_to(kb_dir).parts[0] not in NOT_RECORDS:
+    depth = len(kb_dir.parts)
+    # Sorted by parts, as Path's own order is (it compares them), without its cost per pair.
+    for path in sorted(kb_dir.rglob("*.yaml"), key=lambda p: p.parts):
+        if path.parts[depth] not in NOT_RECORDS:
             yield path
 
 
@@ -55,11 +58,18 @@ class ParsedRecords:
     repaired: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
+FileResult = tuple[Record | None, list[Problem], frozenset[str] | None]  # read_record_file's result
+
+
 def read_records(kb_dir: Path, shown_root: Path) -> ParsedRecords:
     """Read every record file; paths shown relative to shown_root."""
+    return collect((p, read_record_file(p, shown_path(p, shown_root))) for p in record_files(kb_dir))
+
+
+def collect(results: Iterable[tuple[Path, FileResult]]) -> ParsedRecords:
+    """The records, drafts and problems of files read one by one (read_record_file), in order."""
     parsed = ParsedRecords([], [], set())
-    for path in record_files(kb_dir):
-        record, found, repaired = read_record_file(path, _shown(path, shown_root))
+    for path, (record, found, repaired) in results:
         parsed.problems += found
         if record is None:
             parsed.unreadable.add(path.stem)
@@ -79,7 +89,11 @@ def parse_records(kb_dir: Path, shown_root: Path) -> tuple[list[Record], list[Pr
     return parsed.records, parsed.problems, parsed.unreadable
 
 
-def _shown(path: Path, root: Path) -> str:
+def shown_path(path: Path, root: Path) -> str:
+    """How problems and records name a file: relative to root when it is under it."""
+    text, prefix = str(path), os.path.join(root, "")
+    if text.startswith(prefix):  # what relative_to gives, without its cost per file
+        return text[len(prefix) :]
     try:
         return str(path.relative_to(root))
     except ValueError:
@@ -94,13 +108,20 @@ def parse_record_file(path: Path, shown: str) -> tuple[Record | None, list[Probl
 
 def read_record_file(path: Path, shown: str) -> tuple[Record | None, list[Problem], frozenset[str] | None]:
     """One record (a draft when the third item, its repaired paths, is not None) and its problems."""
+    return read_record_bytes(path.read_bytes(), path.stem, shown)
+
+
+def read_record_bytes(data: bytes, stem: str, shown: str) -> FileResult:
+    """read_record_file of bytes already read (file `stem`.yaml, shown as `shown`)."""
     try:
-        located = yamlio.load(path.read_text(encoding="utf-8"))
+        # As read_text would: universal newlines.
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        located = yamlio.load(text)
     except yamlio.YamlError as exc:
-        return None, [Problem(shown, exc.line, path.stem, "", exc.reason, "fix the YAML syntax")], None
+        return None, [Problem(shown, exc.line, stem, "", exc.reason, "fix the YAML syntax")], None
     except UnicodeDecodeError:
-        return None, [Problem(shown, 1, path.stem, "", "not UTF-8", "save the file as UTF-8")], None
-    return read_located(located, path.stem, shown)
+        return None, [Problem(shown, 1, stem, "", "not UTF-8", "save the file as UTF-8")], None
+    return read_located(located, stem, shown)
 
 
 def parse_located(located: yamlio.Located, stem: str, shown: str) -> tuple[Record | None, list[Problem]]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable, Iterator, Mapping, Set
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from .models import Knowledge, Problem, Question, Recommendation, Record, Reference, Scale, Study, Verdict
 from .vocab import FIELD_VOCABULARY, Vocabularies, check_ids
@@ -18,6 +22,7 @@ def check(
     aliases: Mapping[str, str] | None = None,
     drafts: Iterable[Record] = (),
     repaired: Mapping[str, Set[str]] | None = None,
+    memo: Callable[..., contextlib.AbstractContextManager[Any]] | None = None,
 ) -> list[Problem]:
     """Every cross-file problem: duplicates, unknown keys, unknown terms, broken links.
 
@@ -35,8 +40,13 @@ def check(
         unreadable=unreadable,
     )
     problems = _duplicate_ids(records)
-    for record in records:
-        problems += _record_problems(record, context)
+    if memo is None:
+        for record in records:
+            problems += _record_problems(record, context)
+    else:  # a record's problems only change with it or with what it is checked against
+        with memo("checks", _context_key(context)) as known:
+            for record in records:
+                problems += known.get(record.path, partial(_record_problems, record, context))
     for draft in drafts:
         skip = (repaired or {}).get(draft.path, frozenset())
         problems += [p for p in _record_problems(draft, context) if not _under(p.field, skip)]
@@ -54,6 +64,22 @@ class _Context:
     questions: Set[str]
     scales: Mapping[str, Scale]
     unreadable: Set[str]
+
+
+def _context_key(context: _Context) -> str:
+    """What the problems of each record depend on besides the record (for memo in check)."""
+    digest = hashlib.sha256()
+    for part in (
+        sorted(context.references),
+        sorted(context.aliases.items()),
+        context.vocab.to_json(),
+        sorted(context.studies),
+        sorted(context.questions),
+        sorted((k, repr(v)) for k, v in context.scales.items()),
+        sorted(context.unreadable),
+    ):
+        digest.update(repr(part).encode() + b"\0")
+    return digest.hexdigest()
 
 
 def _under(field: str, paths: Set[str]) -> bool:

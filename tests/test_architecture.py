@@ -26,6 +26,7 @@ FRONTS = (
     "indexer.cli",
     "indexer.cli_common",
     "indexer.cli_write",
+    "indexer.cli_release",
     "indexer.web",
     "indexer.api",
     "app",

@@ -1,0 +1,193 @@
+"""The parse cache and incremental rebuilds: a cached build must equal a fresh one.
+
+Every scenario edits a copy of the test KB, refreshes its index through ensure_index (the path
+`tmskb index` takes, with the cache under the index directory), then builds the same sources
+into an empty index directory with no cache, and compares the two generations: every
+document's content hash (manifest.json) and every JSON file stored beside the index. What was
+parsed is counted from the build report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from indexer import index as idx
+from indexer import parsecache
+from indexer.build import ensure_index
+from indexer.query import Query
+from indexer.search import SearchIndex
+from indexer.settings import Settings
+
+DATA = Path(__file__).parent / "data"
+PROJECT = Path(__file__).parent.parent
+VOLATILE = ("built", "generation", "generation_number")
+
+
+def generation_content(index_dir: Path) -> dict[str, object]:
+    """The JSON files of the live generation, without what differs between any two builds."""
+    live = idx.current_dir(index_dir)
+    assert live is not None
+    out: dict[str, object] = {}
+    for path in sorted(live.glob("*.json")):
+        data = json.loads(path.read_text("utf-8"))
+        if path.name == idx.MANIFEST:
+            data = {k: v for k, v in data.items() if k not in VOLATILE}
+        out[path.name] = data
+    return out
+
+
+def fresh_content(root: Path, tmp_path: Path) -> dict[str, object]:
+    """The same sources built from scratch, with no cache (the cache file is removed after)."""
+    fresh = tmp_path / "fresh-index"
+    shutil.rmtree(fresh, ignore_errors=True)
+    report = ensure_index(Settings.for_root(root, fresh))
+    assert report is not None and report.parse_reused == 0
+    return generation_content(fresh)
+
+
+@pytest.fixture
+def built(settings: Settings) -> Settings:
+    report = ensure_index(settings)
+    assert report is not None and report.full
+    return settings
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text("utf-8")
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1), "utf-8")
+
+
+def a_study(settings: Settings) -> Path:
+    return next(
+        p for p in sorted(settings.kb_dir.rglob("*.yaml")) if "\ntype: study\n" in p.read_text("utf-8")
+    )
+
+
+def record_files(settings: Settings) -> int:
+    from indexer.records import record_files as files
+
+    return len(list(files(settings.kb_dir)))
+
+
+def test_cold_build_parses_everything_and_a_forced_rebuild_nothing(built: Settings, tmp_path: Path) -> None:
+    report = ensure_index(built, force=True)
+    assert report is not None and report.full
+    assert (report.parsed, report.parse_reused) == (0, record_files(built) + 1)  # + references.bib
+    assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
+
+
+def test_editing_one_study_reparses_only_that_file(built: Settings, tmp_path: Path) -> None:
+    study = a_study(built)
+    edit(study, '\nsummary: "', '\nsummary: "Zebrafishword seen in the cache test. ')
+    report = ensure_index(built)
+    assert report is not None and not report.full
+    assert report.parsed == 1 and report.parse_reused == record_files(built)
+    assert (report.added, report.updated, report.deleted) == (0, 1, 0)
+    assert report.documents < report.unchanged  # only what the edit can reach was rebuilt
+    assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
+    results = SearchIndex(built.index_dir).search(Query.make(text="zebrafishword"), cache=False)
+    assert [h.id for h in results.hits] == [study.stem]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param("recommendation", id="recommendation_links_another_study"),
+        pytest.param("bib", id="reference_title_edited"),
+        pytest.param("remove", id="study_removed"),
+        pytest.param("broken", id="record_with_problems_left_out"),
+        pytest.param("vocab", id="vocabulary_edited"),
+    ],
+)
+def test_incremental_build_equals_fresh_build(built: Settings, tmp_path: Path, change: str) -> None:
+    files = sorted(built.kb_dir.rglob("*.yaml"))
+    if change == "recommendation":
+        rec = next(p for p in files if "\ntype: recommendation\n" in p.read_text("utf-8"))
+        edit(rec, "\nstatement:", "\nnotes: relinked in the cache test\nstatement:")
+    elif change == "bib":
+        edit(
+            built.bib_path,
+            "title",
+            "title = {Cache test title},\n  oldtitle",
+        )
+    elif change == "remove":
+        a_study(built).unlink()
+    elif change == "broken":
+        edit(a_study(built), "\ntype: study\n", "\ntype: study\nclass_of_its_own: 7\n")
+    else:
+        vocab = sorted((built.kb_dir / "vocab").glob("*.yaml"))[0]
+        edit(vocab, "label: ", "label: Cache-test ")
+    report = ensure_index(built)
+    assert report is not None
+    assert report.parsed == (1 if change in ("recommendation", "bib", "broken") else 0)
+    assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
+
+
+def test_a_file_rewritten_with_the_same_size_and_mtime_is_parsed_again(
+    built: Settings, tmp_path: Path
+) -> None:
+    study = a_study(built)
+    before = study.stat()
+    text = study.read_text("utf-8")
+    index = text.index("\nsummary: ") + len("\nsummary: ") + 5
+    study.write_text(text[:index] + ("X" if text[index] != "X" else "Y") + text[index + 1 :], "utf-8")
+    os.utime(study, ns=(before.st_atime_ns, before.st_mtime_ns))  # as some copy tools do
+    assert study.stat().st_size == before.st_size and study.stat().st_mtime_ns == before.st_mtime_ns
+    report = ensure_index(built)
+    assert report is not None and report.parsed == 1  # the inode's change time gave it away
+    assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
+
+
+def test_parses_of_another_code_version_are_not_used(built: Settings) -> None:
+    with sqlite3.connect(built.index_dir / parsecache.FILENAME) as db:
+        db.execute("UPDATE parsed SET code = 'some older parser'")
+    report = ensure_index(built, force=True)
+    assert report is not None and report.parsed == record_files(built) + 1 and report.parse_reused == 0
+
+
+def test_a_damaged_cache_file_is_replaced_and_the_build_goes_on(built: Settings, tmp_path: Path) -> None:
+    (built.index_dir / parsecache.FILENAME).write_bytes(b"not a database" * 100)
+    report = ensure_index(built, force=True)
+    assert report is not None and report.full
+    assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
+    assert ensure_index(built, force=True) is not None  # and the next build has a cache again
+
+
+def test_strict_still_refuses_and_problems_are_still_named(built: Settings) -> None:
+    from indexer.errors import ProblemsFound
+
+    study = a_study(built)
+    edit(study, "\ntype: study\n", "\ntype: study\nclass_of_its_own: 7\n")
+    with pytest.raises(ProblemsFound):
+        ensure_index(built, strict=True)
+    report = ensure_index(built)  # from the cache this time: the same problem is named
+    assert report is not None and report.parsed == 0
+    assert study.stem in [item.id for item in report.left_out]
+
+
+@pytest.mark.parametrize("kind", ["study", "recommendation", "question", "verdict"])
+def test_bundled_kb_edits_equal_fresh_builds(tmp_path: Path, kind: str) -> None:
+    """The bundled KB has questions, verdicts, scales and background pages linking across it."""
+    root = tmp_path / "bundled"
+    shutil.copytree(PROJECT / "kb", root / "kb")
+    shutil.copy(PROJECT / "references.bib", root / "references.bib")
+    settings = Settings.for_root(root, tmp_path / "index")
+    assert ensure_index(settings) is not None
+    path = next(
+        p for p in sorted(settings.kb_dir.rglob("*.yaml")) if f"\ntype: {kind}\n" in p.read_text("utf-8")
+    )
+    if kind == "question":
+        edit(path, '\ntitle: "', '\ntitle: "Edited by the cache test: ')
+    else:
+        field = "summary" if kind == "study" else "statement"
+        edit(path, f"\n{field}: >\n", f"\n{field}: >\n  Edited by the cache test.\n")
+    report = ensure_index(settings)
+    assert report is not None and report.parsed == 1 and not report.full
+    assert generation_content(settings.index_dir) == fresh_content(root, tmp_path)
