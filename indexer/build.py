@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import documents, leftout, parsecache, pipeline
+from . import documents, kbversion, leftout, parsecache, pipeline
 from . import index as idx
 from .errors import ProblemsFound
 from .fields import FACETS, reference_id
@@ -46,7 +46,10 @@ def ensure_index(
     `on_total` is told the number of documents before writing starts, `progress` is called
     with the number written as writing goes (a progress bar needs both). `force` rebuilds
     everything from scratch (the parse cache is still used: it is keyed by content).
+    kb/release.json's version and date are published into the index directory on every call,
+    so a new release shows even when no record changed.
     """
+    kbversion.publish(settings.kb_dir, settings.index_dir)
     with parsecache.opened(settings.index_dir) as cache, collector_paused():
         try:
             return _ensure(settings, cache, force, strict, progress, on_total)

@@ -168,3 +168,17 @@ def test_the_changes_page_and_the_question_page_say_what_changed(bundled_history
     assert 'data-changed="yes">Changed on' in question
     assert "because: Correct the level of lefaucheur2020-np-m1-hf" in question
     assert "Verdict unchanged since" in question  # the other sources' verdicts did not change
+
+
+def test_index_publishes_a_hand_edited_release_file(tmp_path: Path) -> None:
+    """A curator who edits kb/release.json and runs `tmskb index` sees the new version, even
+    when no record changed (the index is otherwise current)."""
+    root = tmp_path / "kb-root"
+    shutil.copytree(DATA / "kb", root)
+    for version in ("2.0.0", "2.0.1"):
+        (root / "kb" / "release.json").write_text(json.dumps({"version": version, "date": "2026-12-02"}))
+        done = tmskb(root, "index")
+        assert done.returncode == 0, done.stderr
+        client = create_app({"INDEX_DIR": str(root / "index"), "TESTING": True}).test_client()
+        assert f"version {version} of" in client.get("/").get_data(as_text=True)
+        assert client.get("/api/search?q=rtms").get_json()["kb"]["version"] == version
