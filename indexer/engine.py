@@ -363,7 +363,7 @@ def facet_store(ix: Any) -> FacetStore:
     """Facet postings and sort columns of a generation, read once into NumPy arrays.
 
     Posting lists are read a block at a time (`_term_ids`) and numeric columns as one byte
-    string per segment (`_column_values`): Whoosh's own per-id iterators took 1.1 s at 100k
+    string per segment (`_column_values`): Whoosh's own per-id iterators took about 1 s at 100k
     documents, every time a new generation is opened (after each edit)."""
     with ix.searcher() as searcher:
         reader = searcher.reader()
