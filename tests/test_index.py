@@ -129,8 +129,9 @@ def test_facet_arrays_equal_whooshs_own_readers_after_deletions(settings: Settin
     ix = idx.open_generation(copy)
     with ix.searcher() as searcher:
         first = searcher.stored_fields(0)
-    writer = ix.writer()
-    writer.add_document(**{k: v for k, v in first.items() if k in ix.schema})  # a second segment
+    writer = ix.writer()  # a second segment, long enough for posting lists of several blocks
+    for i in range(300):
+        writer.add_document(**{**{k: v for k, v in first.items() if k in ix.schema}, "id": f"copy-{i}"})
     writer.commit(merge=False)
     writer = ix.writer()
     for docnum in (0, 2, 5):
@@ -141,6 +142,7 @@ def test_facet_arrays_equal_whooshs_own_readers_after_deletions(settings: Settin
     with ix.searcher() as searcher:
         reader = searcher.reader()
         assert reader.has_deletions() and len(list(reader.leaf_readers())) > 1
+        assert max(len(ids) for terms in store.postings.values() for ids in terms.values()) > 256
         alive = np.zeros(reader.doc_count_all(), dtype=bool)
         alive[list(reader.all_doc_ids())] = True
         assert np.array_equal(store.alive, alive)
