@@ -42,6 +42,7 @@ __all__ = [
     "plain",
     "reference_document",
     "reference_id",
+    "source_labels",
 ]
 
 
@@ -137,17 +138,32 @@ def known_references(references: Iterable[Reference]) -> list[dict[str, Any]]:
     return out
 
 
-def index_extras(kb: KB, known: Iterable[Reference] | None = None) -> dict[str, Any]:
-    """JSON files stored beside each generation, so the app and `tmskb add` need not read kb/
-    (`known`: the references duplicate detection compares with, by default the KB's)."""
+def index_extras(
+    kb: KB,
+    known: Iterable[Reference] | idx.EncodedJSON | None = None,
+    sources: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """JSON files stored beside each generation, so the app and `tmskb add` need not read kb/.
+
+    `known`: the references duplicate detection compares with (by default the KB's), or their
+    known_references rows already encoded; `sources`: source_labels of a superset of the KB's
+    references (build.py keeps both per content of references.bib)."""
+    rows: object = known
+    if not isinstance(known, idx.EncodedJSON):
+        rows = known_references(kb.references.values() if known is None else known)
     return {
         idx.VOCAB: kb.vocab.to_json(),
         idx.RULESETS: [plain(r) for r in kb.rulesets.values()],
-        idx.KNOWN: known_references(kb.references.values() if known is None else known),
+        idx.KNOWN: rows,
         idx.ALIASES: kb.aliases,
-        idx.LABELS: facet_labels(kb),
+        idx.LABELS: facet_labels(kb, sources),
         idx.PAGES: {"evidence_map": questions.evidence_map_view(kb)},
     }
+
+
+def source_labels(references: Iterable[Reference]) -> dict[str, str]:
+    """BibTeX key -> 'Author et al. year', the label of the source and guideline facets."""
+    return {ref.key: ref.short for ref in references}
 
 
 def content_hash(doc: dict[str, Any]) -> str:
@@ -687,8 +703,9 @@ def _scale_doc(kb: KB, scale: Scale) -> dict[str, Any]:
     return doc
 
 
-def facet_labels(kb: KB) -> dict[str, dict[str, str]]:
-    """Labels of facet values that only the KB can name (grades, sources), saved per generation."""
+def facet_labels(kb: KB, sources: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Labels of facet values that only the KB can name (grades, sources), saved per generation
+    (`sources`: source_labels of the KB's references or of more)."""
     grades = {}
     for scale in kb.scales.values():
         for value in scale.values:
@@ -697,8 +714,11 @@ def facet_labels(kb: KB) -> dict[str, dict[str, str]]:
         grades.setdefault(
             f"lefaucheur-level:{bound}", f"Lefaucheur level: below {bound[-1]} (exact level not verified)"
         )
-    sources = {key: ref.short for key, ref in kb.references.items()}
-    return {"grade": grades, "source": sources, "guideline": sources}
+    if sources is None:
+        labels = source_labels(kb.references.values())
+    else:
+        labels = {key: sources.get(key) or kb.references[key].short for key in kb.references}
+    return {"grade": grades, "source": labels, "guideline": labels}
 
 
 def _knowledge_doc(kb: KB, page: Knowledge) -> dict[str, Any]:

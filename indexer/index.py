@@ -483,8 +483,16 @@ def _write_changes(
     return added, len(changed) - added, len(removed), len(hashes) - len(changed)
 
 
+class EncodedJSON(str):
+    """A payload already encoded as JSON text (build.py keeps large ones between builds)."""
+
+
+def encode_json(payload: Any) -> EncodedJSON:
+    return EncodedJSON(json.dumps(payload, ensure_ascii=False))
+
+
 def _write_json(path: Path, payload: Any) -> None:
-    atomic_write(path, json.dumps(payload, ensure_ascii=False))
+    atomic_write(path, payload if isinstance(payload, EncodedJSON) else encode_json(payload))
 
 
 def _swap(index_dir: Path, name: str) -> None:

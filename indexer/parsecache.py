@@ -204,7 +204,14 @@ class ParseCache:
     def cached(self, keys: Iterable[str]) -> dict[str, tuple[str, bytes]]:
         """key -> (sha, pickled result) of the cached parses of the current code version."""
         wanted = set(keys)
-        rows = self.db.query("SELECT key, sha, value FROM parsed WHERE code = ?", (CODE_VERSION,))
+        if not wanted:
+            return {}
+        # One range scan of the primary key: the record files' keys sit together, apart from
+        # references.bib's result and the memos (tens of MB at 100k records, read elsewhere).
+        rows = self.db.query(
+            "SELECT key, sha, value FROM parsed WHERE key BETWEEN ? AND ? AND code = ? AND sha != ''",
+            (min(wanted), max(wanted), CODE_VERSION),
+        )
         return {key: (sha, value) for key, sha, value in rows if key in wanted}
 
     def store(self, items: list[tuple[str, str, bytes]]) -> None:
@@ -278,13 +285,19 @@ class ParseCache:
         if memo.computed:
             kept = {path: value for path, value in known.items() if path in memo.seen}
             blob = pickle.dumps({**kept, **memo.computed}, pickle.HIGHEST_PROTOCOL)
+            # one memo per name: those of other code, rules or vocabularies would only pile up
+            self.db.write(
+                "DELETE FROM parsed WHERE key > ? AND key < ? AND key != ?", (f"{name}\0", f"{name}\1", key)
+            )
             self.db.write(
                 "INSERT OR REPLACE INTO parsed(key, sha, code, value) VALUES (?, '', ?, ?)",
                 (key, CODE_VERSION, blob),
             )
 
     def commit(self) -> None:
-        """Write what this build learnt (stamps included): all of it, or on any error nothing."""
+        """Write what this build learnt (stamps included): all of it, or on any error nothing.
+        Results of other versions of the code are dropped: they can never be used again."""
+        self.db.write("DELETE FROM parsed WHERE code != ?", (CODE_VERSION,))
         self.db.write_many(
             "INSERT OR REPLACE INTO stamps(path, size, mtime, ctime, ino, sha) VALUES (?, ?, ?, ?, ?, ?)",
             [(k, *v) for k, v in self._new_stamps.items()],
