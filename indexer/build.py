@@ -13,6 +13,7 @@ generation by their content hash.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -208,6 +209,7 @@ def _graph(kb: pipeline.KB, cache: ParseCache, settings: Settings, hashes: dict[
             values[reference_id(key)] = _digest(ref)
     shared = hashlib.sha256()
     kb_dir = settings.kb_dir
+    shared_dirs = tuple(os.path.join(kb_dir / name, "") for name in NOT_RECORDS)  # a cheap test first
     for part in (
         parsecache.DOCS_VERSION,
         str(idx.SCHEMA_VERSION),
@@ -219,7 +221,7 @@ def _graph(kb: pipeline.KB, cache: ParseCache, settings: Settings, hashes: dict[
         *sorted(
             f"{p}\0{sha}"
             for p, sha in hashes.items()
-            if p.parent.parent == kb_dir and p.parent.name in NOT_RECORDS
+            if str(p).startswith(shared_dirs) and p.parent.parent == kb_dir and p.parent.name in NOT_RECORDS
         ),
         *sorted(scales),  # every recommendation shows its level in the guideline's scale
     ):

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 FILENAME = "parse-cache.sqlite"
 PACKAGE = Path(__file__).resolve().parent
 RACY_NS = 2_000_000_000  # a file changed this recently may change again unseen within one tick
+MEMO_RECENT_MAX = 500  # results kept beside a memo before the whole memo is written again
 
 
 def _code_version(paths: Iterable[Path]) -> str:
@@ -275,24 +276,45 @@ class ParseCache:
         code), by file and content hash; what is computed meanwhile is stored on leaving."""
         parts = "\0".join(repr(d) for d in (DOCS_VERSION, *depends))
         key = f"{name}\0" + hashlib.sha256(parts.encode()).hexdigest()
-        rows = self.db.query("SELECT value FROM parsed WHERE key = ?", (key,))
-        known: dict[str, tuple[str, Any]] = {}
-        if rows:
-            with collector_paused(), contextlib.suppress(Exception):  # a damaged entry: compute them all
-                known = _loads(rows[0][0])
-        memo = FileMemo(self.shas, known)
+        delta_key = f"{key}\0recent"
+        base: dict[str, tuple[str, Any]] = {}
+        recent: dict[str, tuple[str, Any]] = {}
+        with collector_paused(), contextlib.suppress(Exception):  # a damaged entry: compute them all
+            for row_key, blob in self.db.query(
+                "SELECT key, value FROM parsed WHERE key IN (?, ?)", (key, delta_key)
+            ):
+                if row_key == key:
+                    base = _loads(blob)
+                else:
+                    recent = _loads(blob)
+        memo = FileMemo(self.shas, {**base, **recent})
         yield memo
         if memo.computed:
-            kept = {path: value for path, value in known.items() if path in memo.seen}
-            blob = pickle.dumps({**kept, **memo.computed}, pickle.HIGHEST_PROTOCOL)
+            self._store_memo(name, key, base, recent, memo)
+
+    def _store_memo(
+        self,
+        name: str,
+        key: str,
+        base: dict[str, tuple[str, Any]],
+        recent: dict[str, tuple[str, Any]],
+        memo: FileMemo,
+    ) -> None:
+        """Write what a memo computed. A few results (an edit) go to a small row beside the
+        whole memo, instead of writing the whole again (tens of MB at 100k records); the whole
+        is written again, without the files no longer seen, once that row holds many."""
+        recent = {**recent, **memo.computed}
+        if base and len(recent) <= MEMO_RECENT_MAX:
+            rows = [(f"{key}\0recent", recent)]
+        else:
+            kept = {path: value for path, value in {**base, **recent}.items() if path in memo.seen}
+            rows = [(key, kept)]
             # one memo per name: those of other code, rules or vocabularies would only pile up
-            self.db.write(
-                "DELETE FROM parsed WHERE key > ? AND key < ? AND key != ?", (f"{name}\0", f"{name}\1", key)
-            )
-            self.db.write(
-                "INSERT OR REPLACE INTO parsed(key, sha, code, value) VALUES (?, '', ?, ?)",
-                (key, CODE_VERSION, blob),
-            )
+            self.db.write("DELETE FROM parsed WHERE key > ? AND key < ?", (f"{name}\0", f"{name}\1"))
+        self.db.write_many(
+            "INSERT OR REPLACE INTO parsed(key, sha, code, value) VALUES (?, '', ?, ?)",
+            [(k, CODE_VERSION, pickle.dumps(v, pickle.HIGHEST_PROTOCOL)) for k, v in rows],
+        )
 
     def commit(self) -> None:
         """Write what this build learnt (stamps included): all of it, or on any error nothing.

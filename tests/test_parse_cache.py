@@ -211,3 +211,84 @@ def test_a_refresh_leaves_no_knowledge_base_for_the_cyclic_collector(built: Sett
     finally:
         gc.enable()
     assert left == []
+
+
+def test_an_edit_writes_its_memo_results_beside_the_memo_and_many_rewrite_it(
+    built: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 100k records a memo is tens of MB: one edit must not write all of it again."""
+
+    def memo_rows() -> dict[str, int]:
+        with sqlite3.connect(built.index_dir / parsecache.FILENAME) as db:
+            rows = db.execute("SELECT key, length(value) FROM parsed WHERE sha = ''").fetchall()
+        return {
+            key.split("\0")[0] + ("+recent" if key.endswith("\0recent") else ""): size for key, size in rows
+        }
+
+    before = memo_rows()
+    assert "checks" in before and "classes" in before and "checks+recent" not in before
+    study = a_study(built)
+    edit(study, "\nsummary: ", "\nsummary: First memo edit. ")
+    assert ensure_index(built) is not None
+    after = memo_rows()
+    assert after["checks"] == before["checks"] and after["classes"] == before["classes"]  # not rewritten
+    assert "checks+recent" in after and "classes+recent" in after
+    assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
+
+    monkeypatch.setattr(parsecache, "MEMO_RECENT_MAX", 0)  # the next edit rewrites each memo
+    edit(study, "\nsummary: ", "\nsummary: Second memo edit. ")
+    assert ensure_index(built) is not None
+    again = memo_rows()
+    assert "checks+recent" not in again and "classes+recent" not in again
+    assert sorted(again) == sorted(before)  # one memo per name: nothing piles up
+    assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
+
+
+def test_results_of_other_code_versions_are_dropped(built: Settings) -> None:
+    with sqlite3.connect(built.index_dir / parsecache.FILENAME) as db:
+        db.execute("UPDATE parsed SET code = 'some older parser'")
+    assert ensure_index(built, force=True) is not None
+    with sqlite3.connect(built.index_dir / parsecache.FILENAME) as db:
+        codes = {code for (code,) in db.execute("SELECT DISTINCT code FROM parsed")}
+    assert codes == {parsecache.CODE_VERSION}
+
+
+def test_records_read_from_the_cache_equal_fresh_ones_and_defer_their_text(built: Settings) -> None:
+    import pickle
+
+    from indexer.models import Study
+    from indexer.records import read_record_file
+
+    path = a_study(built)
+    fresh = read_record_file(path, str(path))[0]
+    assert isinstance(fresh, Study)
+    back = pickle.loads(pickle.dumps(fresh))
+    assert "summary" not in back.__dict__ and back.path == fresh.path  # eager fields only
+    assert back.summary == fresh.summary and "summary" in back.__dict__  # read on first access
+    assert back == fresh and hash(back) == hash(fresh) and repr(back) == repr(fresh)
+    twice = pickle.loads(pickle.dumps(pickle.loads(pickle.dumps(fresh))))  # pickled while deferred
+    assert twice == fresh and twice.line_of("summary") == fresh.line_of("summary")
+    assert not hasattr(back, "no_such_field")
+
+
+def test_record_files_lists_what_rglob_lists(tmp_path: Path) -> None:
+    from indexer.records import record_files as files
+
+    kb = tmp_path / "kb"
+    for rel in ("studies/b.yaml", "studies/a.yaml", "studies/deep/er/c.yaml", "Z.yaml", "studies/n.yml"):
+        (kb / rel).parent.mkdir(parents=True, exist_ok=True)
+        (kb / rel).write_text("id: x\n")
+    (kb / "vocab").mkdir()
+    (kb / "vocab" / "v.yaml").write_text("x: 1\n")
+    (kb / "odd.yaml").mkdir()  # a directory named like a record file, as rglob lists it
+    (kb / "odd.yaml" / "inner.yaml").write_text("id: y\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "linked.yaml").write_text("id: z\n")
+    (kb / "link").symlink_to(outside, target_is_directory=True)  # not followed, as rglob
+    (kb / "file-link.yaml").symlink_to(outside / "linked.yaml")
+    expected = [
+        p for p in sorted(kb.rglob("*.yaml"), key=lambda p: p.parts) if p.parts[len(kb.parts)] != "vocab"
+    ]
+    assert list(files(kb)) == expected
+    assert kb / "studies" / "deep" / "er" / "c.yaml" in expected and kb / "file-link.yaml" in expected
