@@ -15,9 +15,11 @@ budget's deadline instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import pickle
 import threading
 import time
 from collections import OrderedDict
@@ -41,6 +43,7 @@ from . import index as idx
 from .errors import IndexMissing, QueryTooExpensive
 from .facets import FacetStore, Mask
 from .fields import FACETS, SEARCH_FIELDS, SORT_COLUMNS
+from .fsio import atomic_write
 from .query import Segment
 from .querytext import Context, edit_distance
 from .vocab import Vocabularies
@@ -112,7 +115,7 @@ class Generation:
             path.name,
             vocab,
             words,
-            facet_store(ix),
+            facet_store(ix, path.parent / FACET_CACHE),
             aliases=dict(_json_or(path / idx.ALIASES, {})),
             rulesets=list(_json_or(path / idx.RULESETS, [])),
             labels_of=dict(_json_or(path / idx.LABELS, {})),
@@ -359,28 +362,104 @@ class Generation:
         return str(correction.string)
 
 
-def facet_store(ix: Any) -> FacetStore:
+FACET_CACHE = "facet-cache"  # per segment: its facet postings and sort columns (see facet_store)
+
+
+def facet_store(ix: Any, cache_dir: Path | None = None) -> FacetStore:
     """Facet postings and sort columns of a generation, read once into NumPy arrays.
 
     Posting lists are read a block at a time (`_term_ids`) and numeric columns as one byte
-    string per segment (`_column_values`): Whoosh's own per-id iterators took about 1 s at 100k
-    documents, every time a new generation is opened (after each edit)."""
+    string per segment (`_segment_column`): Whoosh's own per-id iterators took about 1 s at 100k
+    documents, every time a new generation is opened (after each edit). What each segment
+    holds is kept in `cache_dir` by segment id: a Whoosh segment never changes once written
+    (deletions are kept apart, in `alive`), so after an edit only the new small segment is read
+    (0.3 s -> 0.05 s at 100k documents)."""
+    names = [name for name in (*FACETS.names, "covers") if name in ix.schema]
+    column_names = sorted({c for keys in SORT_COLUMNS.values() for c in keys})
     with ix.searcher() as searcher:
         reader = searcher.reader()
         size = reader.doc_count_all()
         leaves = list(reader.leaf_readers())
         alive = _alive(leaves, size)
-        postings: dict[str, dict[str, Any]] = {}
-        for name in (*FACETS.names, "covers"):
-            if name not in ix.schema:
-                continue
-            postings[name] = {
-                term.decode("utf-8"): _term_ids(leaves, name, term, alive) for term in reader.lexicon(name)
-            }
-        columns = {}
-        for name in {c for keys in SORT_COLUMNS.values() for c in keys}:
-            columns[name] = _column_values(reader, leaves, name, size)
+        parts = [_segment_part(leaf, names, column_names, cache_dir) for leaf, _ in leaves]
+        if cache_dir is not None and any(part.read for part in parts):
+            _prune(cache_dir, leaves)
+    postings: dict[str, dict[str, Any]] = {}
+    for name in names:
+        terms = sorted({term for part in parts for term in part.postings.get(name, {})})
+        postings[name] = {term: _term_ids(parts, leaves, name, term, alive) for term in terms}
+    columns = {}
+    for name in column_names:
+        out = np.zeros(size, dtype=np.int32)
+        for part, (_, offset) in zip(parts, leaves, strict=True):
+            out[offset : offset + len(part.columns[name])] = part.columns[name]
+        columns[name] = out
     return FacetStore(size, alive, postings, columns)
+
+
+@dataclass
+class _SegmentPart:
+    """One segment's facet postings (its own ids, deleted ones included) and sort columns."""
+
+    signature: str
+    postings: dict[str, dict[str, Any]]
+    columns: dict[str, Any]
+    read: bool = False  # read from the segment now (not from the cache)
+
+
+def _part_signature(leaf: Any, names: list[str], column_names: list[str]) -> str:
+    return repr((idx.SCHEMA_VERSION, FACETS.signature(), names, column_names, leaf.doc_count_all()))
+
+
+def _segment_part(
+    leaf: Any, names: list[str], column_names: list[str], cache_dir: Path | None
+) -> _SegmentPart:
+    """Read one segment's part, or take it from `cache_dir`; any failure to use the cache
+    only costs the time of reading the segment."""
+    signature = _part_signature(leaf, names, column_names)
+    segment = getattr(leaf, "segment", None)
+    segment_id = segment().segment_id() if callable(segment) else None
+    path = cache_dir / f"{segment_id}.pickle" if cache_dir is not None and segment_id else None
+    if path is not None and path.is_file():
+        try:
+            with path.open("rb") as handle:
+                part = pickle.load(handle)
+            if isinstance(part, _SegmentPart) and part.signature == signature:
+                part.read = False
+                return part
+        except Exception as exc:  # a damaged or foreign file: read the segment instead
+            log.info("facet cache %s not used: %s", path, exc)
+    part = _SegmentPart(
+        signature,
+        {
+            name: {term.decode("utf-8"): _segment_ids(leaf, name, term) for term in leaf.lexicon(name)}
+            for name in names
+        },
+        {name: _segment_column(leaf, name) for name in column_names},
+    )
+    part.read = True
+    if path is not None:
+        try:
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
+        except OSError as exc:  # a read-only index directory: still served, read each time
+            log.info("facet cache %s not written: %s", path, exc)
+    return part
+
+
+def _prune(cache_dir: Path, leaves: list[tuple[Any, int]]) -> None:
+    """Remove the parts of segments this generation no longer has (merged or deleted ones).
+    A process still serving an older generation only reads its parts again if it reopens."""
+    keep = {
+        f"{leaf.segment().segment_id()}.pickle"
+        for leaf, _ in leaves
+        if callable(getattr(leaf, "segment", None))
+    }
+    with contextlib.suppress(OSError):
+        for path in cache_dir.glob("*.pickle"):
+            if path.name not in keep:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
 
 def _alive(leaves: list[tuple[Any, int]], size: int) -> Any:
@@ -396,17 +475,24 @@ def _alive(leaves: list[tuple[Any, int]], size: int) -> Any:
     return alive
 
 
-def _term_ids(leaves: list[tuple[Any, int]], name: str, term: bytes, alive: Any) -> Any:
+def _term_ids(
+    parts: list[_SegmentPart], leaves: list[tuple[Any, int]], name: str, term: str, alive: Any
+) -> Any:
     """The live documents holding `term` in field `name`, ascending (int32)."""
-    parts = []
-    for leaf, offset in leaves:
-        if (name, term) in leaf:
-            ids = np.asarray(_leaf_ids(leaf.postings(name, term)), dtype=np.int64)
-            parts.append(ids + offset)
-    if not parts:
+    found = []
+    for part, (_, offset) in zip(parts, leaves, strict=True):
+        ids = part.postings.get(name, {}).get(term)
+        if ids is not None and len(ids):
+            found.append(ids.astype(np.int64) + offset)
+    if not found:
         return np.zeros(0, dtype=np.int32)
-    ids = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    ids = np.concatenate(found) if len(found) > 1 else found[0]
     return ids[alive[ids]].astype(np.int32)  # deleted documents out, as Whoosh's own filter does
+
+
+def _segment_ids(leaf: Any, name: str, term: bytes) -> Any:
+    """Every id of `term` in one segment, deleted documents included (int32)."""
+    return np.asarray(_leaf_ids(leaf.postings(name, term)), dtype=np.int32)
 
 
 def _leaf_ids(matcher: Any) -> list[int]:
@@ -427,22 +513,20 @@ def _leaf_ids(matcher: Any) -> list[int]:
     return list(matcher.all_ids())
 
 
-def _column_values(reader: Any, leaves: list[tuple[Any, int]], name: str, size: int) -> Any:
-    """A numeric column for every document (int32): each segment's fixed-size values read as
-    one byte string, or value by value for any other kind of column reader."""
-    out = np.zeros(size, dtype=np.int32)
-    for leaf, offset in leaves:
-        column = leaf.column_reader(name, translate=False) if leaf.has_column(name) else None
-        count = leaf.doc_count_all()
-        if isinstance(column, NumericColumn.Reader):
-            stored = min(column._count, count)
-            raw = column._dbfile.get(column._basepos, stored * column._fixedlen)
-            values = np.frombuffer(raw, dtype=np.dtype(column._typecode).newbyteorder(">"))
-            out[offset : offset + stored] = values
-            out[offset + stored : offset + count] = column._default
-        else:  # not a plain numeric column: Whoosh's own reader (translating values)
-            whole = reader.column_reader(name)
-            out[offset : offset + count] = [whole[offset + i] for i in range(count)]
+def _segment_column(leaf: Any, name: str) -> Any:
+    """A numeric column for every document of one segment (int32): its fixed-size values read
+    as one byte string, or value by value for any other kind of column reader."""
+    count = leaf.doc_count_all()
+    out = np.zeros(count, dtype=np.int32)
+    column = leaf.column_reader(name, translate=False)  # a segment without it: its default
+    if isinstance(column, NumericColumn.Reader):
+        stored = min(column._count, count)
+        raw = column._dbfile.get(column._basepos, stored * column._fixedlen)
+        out[:stored] = np.frombuffer(raw, dtype=np.dtype(column._typecode).newbyteorder(">"))
+        out[stored:] = column._default
+    else:  # not a plain numeric column: Whoosh's own reader (translating values)
+        translated = leaf.column_reader(name)
+        out[:] = [translated[i] for i in range(count)]
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import build
 
@@ -115,8 +116,6 @@ def test_facet_arrays_equal_whooshs_own_readers_after_deletions(settings: Settin
     several segments and deleted documents it must give exactly what Whoosh's iterators give."""
     import shutil
 
-    import numpy as np
-
     from indexer import engine
     from indexer.build import ensure_index
     from indexer.fields import FACETS, SORT_COLUMNS
@@ -138,7 +137,34 @@ def test_facet_arrays_equal_whooshs_own_readers_after_deletions(settings: Settin
         writer.delete_document(docnum)
     writer.commit(merge=False)
     ix = idx.open_generation(copy)
-    store = engine.facet_store(ix)
+    cache = tmp_path / "facet-cache"
+    for cache_dir in (None, cache, cache):  # read from the segments, then from their cached parts
+        _assert_facet_store_equals_whoosh(engine.facet_store(ix, cache_dir), ix)
+    with ix.searcher() as searcher:
+        leaves = list(searcher.reader().leaf_readers())
+    assert len(list(cache.glob("*.pickle"))) == len(leaves)
+    names = [n for n in (*FACETS.names, "covers") if n in ix.schema]
+    columns = sorted({c for keys in SORT_COLUMNS.values() for c in keys})
+    with ix.searcher() as searcher:
+        parts = [
+            engine._segment_part(leaf, names, columns, cache) for leaf, _ in searcher.reader().leaf_readers()
+        ]
+    assert not any(part.read for part in parts)  # every segment's part came from the cache
+    (cache / sorted(p.name for p in cache.glob("*.pickle"))[0]).write_bytes(b"damaged")
+    _assert_facet_store_equals_whoosh(engine.facet_store(ix, cache), ix)  # read again instead
+    writer = ix.writer()  # deletions made after a segment's part was cached
+    for docnum in (1, 7, 300):
+        writer.delete_document(docnum)
+    writer.commit(merge=False)
+    ix = idx.open_generation(copy)
+    _assert_facet_store_equals_whoosh(engine.facet_store(ix, cache), ix)
+
+
+def _assert_facet_store_equals_whoosh(store: Any, ix: Any) -> None:
+    import numpy as np
+
+    from indexer.fields import FACETS, SORT_COLUMNS
+
     with ix.searcher() as searcher:
         reader = searcher.reader()
         assert reader.has_deletions() and len(list(reader.leaf_readers())) > 1
