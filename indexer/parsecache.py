@@ -154,36 +154,38 @@ class ParseCache:
     def hashes(self, paths: Iterable[Path]) -> dict[Path, str]:
         """sha256 of each existing file ('' for a missing one), reading only changed files."""
         if not self._stamps:
-            self._stamps = {
-                row[0]: tuple(row[1:])
-                for row in self.db.query("SELECT path, size, mtime, ctime, ino, sha FROM stamps")
-            }
+            self._stamps = {row[0]: row[1:] for row in self.db.query("SELECT path, size, mtime, ctime, ino, sha FROM stamps")}
+        stamps, known = self._stamps, self._hashes
         out: dict[Path, str] = {}
         now = time.time_ns()
-        for path in paths:
+        for path in paths:  # a tight loop: an edit at 100k records stats every file
             key = str(path)
-            known = self._hashes.get(key)
-            if known is not None:
-                out[path] = known
-                continue
-            try:
-                st = os.stat(key)
-            except OSError:
-                out[path] = ""
-                continue
-            stamp = self._stamps.get(key)
-            sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-            if stamp is not None and stamp[:4] == sig:
-                sha = stamp[4]
-            else:
+            sha = known.get(key)
+            if sha is None:
                 try:
-                    sha = hashlib.sha256(Path(key).read_bytes()).hexdigest()
+                    st = os.stat(key)
                 except OSError:
                     out[path] = ""
                     continue
-                self.stats.hashed += 1
-                self._remember(key, sig, sha, now)
-            self._hashes[key] = out[path] = sha
+                stamp = stamps.get(key)
+                if (
+                    stamp is not None
+                    and stamp[0] == st.st_size
+                    and stamp[1] == st.st_mtime_ns
+                    and stamp[2] == st.st_ctime_ns
+                    and stamp[3] == st.st_ino
+                ):
+                    sha = stamp[4]
+                else:
+                    try:
+                        sha = hashlib.sha256(Path(key).read_bytes()).hexdigest()
+                    except OSError:
+                        out[path] = ""
+                        continue
+                    self.stats.hashed += 1
+                    self._remember(key, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), sha, now)
+                known[key] = sha
+            out[path] = sha
         return out
 
     def _remember(self, key: str, sig: tuple[int, int, int, int], sha: str, now: int) -> None:
