@@ -154,7 +154,10 @@ class ParseCache:
     def hashes(self, paths: Iterable[Path]) -> dict[Path, str]:
         """sha256 of each existing file ('' for a missing one), reading only changed files."""
         if not self._stamps:
-            self._stamps = {row[0]: row[1:] for row in self.db.query("SELECT path, size, mtime, ctime, ino, sha FROM stamps")}
+            self._stamps = {
+                row[0]: row[1:]
+                for row in self.db.query("SELECT path, size, mtime, ctime, ino, sha FROM stamps")
+            }
         stamps, known = self._stamps, self._hashes
         out: dict[Path, str] = {}
         now = time.time_ns()
