@@ -182,8 +182,25 @@ def current_dir(index_dir: Path) -> Path | None:
     return target if (target / MANIFEST).is_file() else None
 
 
+_MANIFESTS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}  # path -> (stat, manifest)
+
+
 def read_manifest(generation: Path) -> dict[str, Any]:
-    return dict(json.loads((generation / MANIFEST).read_text("utf-8")))
+    """A generation's manifest.json (one build reads the live one three times, 8 MB of
+    content hashes at 100k documents: it is parsed once per file version)."""
+    path = generation / MANIFEST
+    st = path.stat()
+    sig = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _MANIFESTS.get(str(path))
+    if known is None or known[0] != sig:
+        known = (sig, dict(json.loads(path.read_text("utf-8"))))
+        if len(_MANIFESTS) >= 4:
+            _MANIFESTS.clear()
+        _MANIFESTS[str(path)] = known
+    manifest = dict(known[1])
+    if isinstance(manifest.get("hashes"), dict):
+        manifest["hashes"] = dict(manifest["hashes"])  # callers get their own copy
+    return manifest
 
 
 def is_current(index_dir: Path, fingerprint: str) -> bool:
