@@ -690,13 +690,8 @@ def measure(n: int, base: Path, run_cli: bool, count: str = "records", steps: bo
     # the edited text: what a curator waits for before the preview shows the edit.
     for i in range(EDITS):
         study = gen.studies[(len(gen.studies) * (i + 1)) // (EDITS + 1)]
-        edited = root / "kb" / "studies" / f"{study}.yaml"
         word = f"benchmarkedit{'abcdefghij'[i]}word"
-        text = edited.read_text("utf-8")
-        t = time.perf_counter()
-        edited.write_text(
-            text.replace("summary: >\n", f"summary: >\n  Edited by the benchmark: {word}.\n", 1)
-        )
+        t = _edit_study(root, study, word)
         r = ensure_index(settings)
         built = time.perf_counter()
         hits = SearchIndex(settings.index_dir).search(Query.make(text=word), cache=False).hits
@@ -719,13 +714,8 @@ def measure(n: int, base: Path, run_cli: bool, count: str = "records", steps: bo
     exe = Path(sys.executable).with_name("tmskb")
     for i in range(EDITS):
         study = gen.studies[(len(gen.studies) * (i + 1)) // (EDITS + 1) + 1]
-        edited = root / "kb" / "studies" / f"{study}.yaml"
         word = f"benchmarkclieditword{'abcdefghij'[i]}"
-        text = edited.read_text("utf-8")
-        t = time.perf_counter()
-        edited.write_text(
-            text.replace("summary: >\n", f"summary: >\n  Edited by the benchmark: {word}.\n", 1)
-        )
+        t = _edit_study(root, study, word)
         cmd = [str(exe), "index", "--root", str(root), "--index-dir", str(settings.index_dir)]
         subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         hits = SearchIndex(settings.index_dir).search(Query.make(text=word), cache=False).hits
@@ -757,6 +747,15 @@ def measure(n: int, base: Path, run_cli: bool, count: str = "records", steps: bo
     res.maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res.load_after = _loadavg()
     return res
+
+
+def _edit_study(root: Path, study: str, word: str) -> float:
+    """Add `word` to a study's summary; the perf_counter time just before the file was written."""
+    edited = root / "kb" / "studies" / f"{study}.yaml"
+    text = edited.read_text("utf-8")
+    started = time.perf_counter()
+    edited.write_text(text.replace("summary: >\n", f"summary: >\n  Edited by the benchmark: {word}.\n", 1))
+    return started
 
 
 def _check_generated(kb: pipeline.KB, evidence: int) -> None:
