@@ -6,32 +6,26 @@ report and in the generation's pages.json, so a draft never stops a preview; `st
 problems no single record owns, raise ProblemsFound (never exit).
 
 An edit loop that scales: unchanged files come from the parse cache (parsecache.py), and only
-the documents an edit can change are built again (`_plan`); the others are kept from the live
-generation by their content hash.
+the documents an edit can change are built again (depgraph.plan); the others are kept from the
+live generation by their content hash. When the last build was clean and an edit changed only
+a few records' content, only what those documents are made of is read (delta.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import documents, kbversion, leftout, parsecache, pipeline
+from . import delta, depgraph, documents, kbversion, leftout, parsecache, pipeline
 from . import index as idx
 from .errors import ProblemsFound
-from .fields import FACETS, reference_id
-from .models import Knowledge, Question, Recommendation, Record, Reference, Scale, Study, Verdict
+from .leftout import LeftOut
+from .models import Reference
 from .parsecache import ParseCache, collector_paused
-from .records import NOT_RECORDS
 from .settings import Settings
-from .validate import cited_keys
-
-# Documents built on every build: few, and each gathers data from across the KB (a question
-# page shows every verdict and study on it).
-ALWAYS_REBUILT = (Question, Verdict, Knowledge, Scale)
 
 
 def ensure_index(
@@ -66,20 +60,23 @@ def _ensure(
     strict: bool,
     progress: Callable[[int], None] | None,
     on_total: Callable[[int], None] | None,
+    use_delta: bool = True,
 ) -> idx.BuildReport | None:
     hashes = cache.hashes(_sources(settings, cache)) if cache is not None else None
     fingerprint = pipeline.fingerprint(settings, hashes)
     if not force and idx.is_current(settings.index_dir, fingerprint):
         return None
-    loaded = pipeline.load(settings, cache=cache)
-    if loaded.problems and strict:
-        raise ProblemsFound(loaded.problems)
-    kb, left_out = leftout.partition(loaded)
-    known, sources = _bib_extras(cache, settings, loaded.references)  # duplicates: all of them
+    part = None
+    if cache is not None and use_delta and not force:
+        part = delta.prepare(settings, cache, hashes or {})
+    if part is not None:
+        state = _State(part.kb, [], part.graph, part.plan, is_delta=True, references=part.kb.references)
+    else:
+        state = _whole(settings, cache, force, strict, hashes)
+    kb, plan, graph = state.kb, state.plan, state.graph
+    known, sources = _bib_extras(cache, settings, state.references)
     extra = documents.index_extras(kb, known=known, sources=sources)
-    extra[idx.PAGES]["left_out"] = [item.as_json() for item in left_out]
-    graph = _graph(kb, cache, settings, hashes or {}) if cache is not None else None
-    plan = _plan(cache, graph, settings) if cache is not None and graph is not None and not force else None
+    extra[idx.PAGES]["left_out"] = [item.as_json() for item in state.left_out]
     built: list[tuple[str, str, list[str], list[str]]] = []  # what the cache keeps of each document
 
     def observe(doc: dict[str, Any], words: set[str]) -> None:
@@ -107,6 +104,8 @@ def _ensure(
                 observe=observe,
             )
         except idx.StaleBase:  # another build made a new generation meanwhile: build them all
+            if part is not None:  # the delta holds only part of the KB: read it all
+                return _ensure(settings, cache, force, strict, progress, on_total, use_delta=False)
             plan = None
             built.clear()
     if plan is None or report is None:
@@ -125,12 +124,59 @@ def _ensure(
         )
     if cache is not None and graph is not None:
         removed = [] if plan is None else [i for i in cache.nodes() if i not in graph.values]
-        meta = {**graph.meta, "generation": report.generation}
+        meta = {**graph.meta, "generation": report.generation, **state.meta(settings, cache)}
         cache.save_nodes(built, removed, meta, replace_all=plan is None)
     stats = cache.stats if cache is not None else parsecache.Stats()
     return replace(
-        report, left_out=tuple(left_out), parsed=stats.parsed, parse_reused=stats.reused, documents=len(built)
+        report,
+        left_out=tuple(state.left_out),
+        parsed=stats.parsed,
+        parse_reused=stats.reused,
+        documents=len(built),
+        records_read=len(kb.records),
+        delta=state.is_delta,
     )
+
+
+@dataclass
+class _State:
+    """What a build indexes: the KB (or, for a delta, the part of it that is read), what was
+    left out, and the dependency graph and plan when the parse cache has them."""
+
+    kb: pipeline.KB
+    left_out: list[LeftOut]
+    graph: depgraph.Graph | None
+    plan: depgraph.Plan | None
+    is_delta: bool = False
+    references: dict[str, Reference] = field(default_factory=dict)  # every one, left out or not
+    clean: bool = False  # no problem anywhere: the next build may be a delta
+
+    def meta(self, settings: Settings, cache: ParseCache) -> dict[str, str]:
+        """What delta.prepare compares the next build's sources with (a delta keeps it)."""
+        if self.is_delta:
+            return {}
+        kinds = {r.id: depgraph.record_kind(r) for r in self.kb.records}
+        return {
+            "clean": "1" if self.clean else "0",
+            "listing": delta.listing_digest(cache.record_files(settings.kb_dir)),
+            "kinds": json.dumps(kinds, sort_keys=True),
+        }
+
+
+def _whole(
+    settings: Settings, cache: ParseCache | None, force: bool, strict: bool, hashes: dict[Path, str] | None
+) -> _State:
+    """Read, check and grade every source (unchanged files from the parse cache)."""
+    loaded = pipeline.load(settings, cache=cache)
+    if loaded.problems and strict:
+        raise ProblemsFound(loaded.problems)
+    kb, left_out = leftout.partition(loaded)
+    graph = _graph(kb, cache, settings, hashes or {}) if cache is not None else None
+    plan = None
+    if cache is not None and graph is not None and not force:
+        plan = depgraph.plan(cache, graph, settings)
+    clean = not loaded.problems and not left_out
+    return _State(kb, left_out, graph, plan, False, loaded.references, clean)
 
 
 def _bib_extras(
@@ -161,121 +207,8 @@ def _sources(settings: Settings, cache: ParseCache) -> list[Path]:
     return [*pipeline.source_files(settings, records=False), *cache.record_files(kb_dir)]
 
 
-@dataclass
-class Graph:
-    """What each document of this build is built from and links to."""
-
-    values: dict[str, str]  # document id -> content hash of its own source
-    links: dict[str, list[str]]  # document id -> the documents its source links to
-    always: set[str]  # documents rebuilt every time (ALWAYS_REBUILT)
-    meta: dict[str, str]  # what every document depends on (code, vocabularies, rule sets...)
-
-
-@dataclass
-class Plan:
-    """Which documents to build again, and which to keep from generation `base`."""
-
-    affected: set[str]
-    reused: dict[str, str]  # document id -> its content hash in `base`
-    base: str
-    old_words: dict[str, list[str]]
-
-
-def _graph(kb: pipeline.KB, cache: ParseCache, settings: Settings, hashes: dict[Any, str]) -> Graph | None:
-    """The dependency graph of this build's documents; None if a source's hash is unknown."""
-    values: dict[str, str] = {}
-    links: dict[str, list[str]] = {}
-    always: set[str] = set()
-    scales = []
-    for record in kb.records:
-        sha = cache.shas.get(record.path)
-        if not sha:
-            return None
-        values[record.id] = f"{record.path}\0{sha}"
-        links[record.id] = _links(record, kb.aliases)
-        if isinstance(record, ALWAYS_REBUILT):
-            always.add(record.id)
-        if isinstance(record, Scale):
-            scales.append(values[record.id])
-    bib_sha = cache.shas.get(settings.relative(settings.bib_path), "")
-    previous = cache.meta("bib") if bib_sha else None
-    if bib_sha and previous == bib_sha:  # every entry as it was: the values the last build stored
-        known = cache.nodes()
-        for key in kb.references:
-            doc_id = reference_id(key)
-            values[doc_id] = known.get(doc_id) or _digest(kb.references[key])
-    else:
-        for key, ref in kb.references.items():
-            values[reference_id(key)] = _digest(ref)
-    shared = hashlib.sha256()
-    kb_dir = settings.kb_dir
-    shared_dirs = tuple(os.path.join(kb_dir / name, "") for name in NOT_RECORDS)  # a cheap test first
-    for part in (
-        parsecache.DOCS_VERSION,
-        str(idx.SCHEMA_VERSION),
-        repr(FACETS.signature()),
-        kb.ruleset.id if kb.ruleset else "",
-        settings.relative(settings.kb_dir),
-        settings.relative(settings.bib_path),
-        # vocabularies, rule sets, curation files (aliases): every document may use them
-        *sorted(
-            f"{p}\0{sha}"
-            for p, sha in hashes.items()
-            if str(p).startswith(shared_dirs) and p.parent.parent == kb_dir and p.parent.name in NOT_RECORDS
-        ),
-        *sorted(scales),  # every recommendation shows its level in the guideline's scale
-    ):
-        shared.update(part.encode() + b"\0")
-    return Graph(values, links, always, {"bib": bib_sha, "shared": shared.hexdigest()})
-
-
-def _digest(value: object) -> str:
-    return hashlib.sha256(repr(value).encode()).hexdigest()
-
-
-def _links(record: Record, aliases: dict[str, str]) -> list[str]:
-    """The documents a record's document shows data of, or that show data of it."""
-    out = []
-    for _, key in cited_keys(record):
-        out += [reference_id(key), reference_id(aliases.get(key, key))]
-    if isinstance(record, Recommendation | Verdict):
-        out += [*record.linked_studies, record.question or ""]
-    if isinstance(record, Question):
-        out += record.candidate_studies
-    if isinstance(record, Study):
-        out += [reference_id(record.reference)]
-    return sorted({i for i in out if i})
-
-
-def _plan(cache: ParseCache, graph: Graph, settings: Settings) -> Plan | None:
-    """The documents this build's changes can reach: changed ones, what they link to or are
-    linked from, and one step further (a study shows the guideline of each recommendation
-    counting it). None when the live generation is not the one the cache describes."""
-    live = idx.current_dir(settings.index_dir)
-    if live is None or cache.meta("generation") != live.name or cache.meta("shared") != graph.meta["shared"]:
-        return None
-    manifest = idx.read_manifest(live)
-    old_hashes: dict[str, str] = manifest.get("hashes", {})
-    known = cache.nodes()
-    changed = {i for i, v in graph.values.items() if known.get(i) != v} | (known.keys() - graph.values.keys())
-    old = cache.node_details(changed)
-    linked_from: dict[str, set[str]] = {}
-    for source, targets in graph.links.items():
-        for target in targets:
-            linked_from.setdefault(target, set()).add(source)
-
-    def near(ids: Iterable[str]) -> set[str]:
-        out = set(ids)
-        for i in ids:
-            out.update(graph.links.get(i, ()), linked_from.get(i, ()), old.get(i, ((), ()))[0])
-        return out
-
-    affected = (near(near(changed)) & graph.values.keys()) | graph.always
-    reused = {i: old_hashes.get(i, "") for i in graph.values if i not in affected}
-    if any(not h for h in reused.values()):
-        return None
-    replaced = (affected & old_hashes.keys()) | (old_hashes.keys() - graph.values.keys())
-    words = {i: w for i, (_, w) in cache.node_details(replaced).items()}
-    if replaced - words.keys():
-        return None
-    return Plan(affected, reused, live.name, words)
+def _graph(
+    kb: pipeline.KB, cache: ParseCache, settings: Settings, hashes: dict[Any, str]
+) -> depgraph.Graph | None:
+    ruleset_id = kb.ruleset.id if kb.ruleset else ""
+    return depgraph.graph(kb.records, kb.references, kb.aliases, ruleset_id, cache, settings, hashes)

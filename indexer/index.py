@@ -166,6 +166,8 @@ class BuildReport:
     parsed: int = 0  # source files parsed (the others came from the parse cache)
     parse_reused: int = 0  # source files whose cached parse was used
     documents: int = 0  # documents built (the others were kept from the previous generation)
+    records_read: int = 0  # records read into memory to build them (all of them, unless a delta)
+    delta: bool = False  # built from the records the edit can reach only (indexer/delta.py)
 
     @property
     def changed(self) -> int:

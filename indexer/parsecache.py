@@ -220,6 +220,20 @@ class ParseCache:
         )
         return {key: (sha, value) for key, sha, value in rows if key in wanted}
 
+    def cached_exact(self, keys: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """cached() of a few keys scattered over the table (a range scan would read it all)."""
+        wanted = sorted(set(keys))
+        out: dict[str, tuple[str, bytes]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, sha, value in self.db.query(
+                f"SELECT key, sha, value FROM parsed WHERE code = ? AND sha != '' AND key IN ({marks})",
+                (CODE_VERSION, *chunk),
+            ):
+                out[key] = (sha, value)
+        return out
+
     def store(self, items: list[tuple[str, str, bytes]]) -> None:
         """Remember parse results (key, sha, pickled value)."""
         self.db.write_many(
@@ -238,6 +252,11 @@ class ParseCache:
         if self._nodes is None:
             self._nodes = {str(i): str(v) for i, v in self.db.query("SELECT id, value FROM nodes")}
         return self._nodes
+
+    def all_links(self) -> dict[str, list[str]]:
+        """Document id -> what its source linked to, as of the last build (documents that link)."""
+        rows = self.db.query("SELECT id, links FROM nodes WHERE links != ''")
+        return {str(i): links.split("\n") for i, links in rows}
 
     def node_details(self, ids: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
         """Document id -> (what its source linked to, its spelling words), for these ids."""
@@ -405,6 +424,12 @@ def _loads(blob: bytes) -> Any:
     return pickle.loads(blob)
 
 
+def load_result(blob: bytes) -> records.FileResult:
+    """A cached read_record_file result (from cached or cached_exact)."""
+    result: records.FileResult = pickle.loads(blob)
+    return result
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """The cyclic GC paused: unpickling many small objects triggers it over and over (about 3x
@@ -457,6 +482,27 @@ def parse_sources(
                 parsed = _parse_one(path_s, name)
                 _take(cache, parsed, path_s, name, key, found)
     return bib_result, records.collect((p, found[p]) for p in paths)
+
+
+def parse_files(cache: ParseCache, items: Iterable[tuple[Path, str]]) -> dict[Path, records.FileResult]:
+    """read_record_file of a few record files (path, shown path), from the cache when their bytes
+    are unchanged, else parsed and cached (the delta build's changed files)."""
+    items = list(items)
+    keys = {path: f"{shown}\0{path}" for path, shown in items}
+    hashes = cache.hashes([path for path, _ in items])
+    hits = cache.cached_exact(keys.values())
+    found: dict[Path, records.FileResult] = {}
+    with collector_paused():
+        for path, shown in items:
+            hit, sha = hits.get(keys[path]), hashes.get(path, "")
+            if hit is not None and sha and hit[0] == sha:
+                with contextlib.suppress(Exception):  # a damaged entry is a miss
+                    found[path] = _loads(hit[1])
+                    cache.stats.reused += 1
+                    cache.shas[shown] = sha
+                    continue
+            _take(cache, _parse_one(str(path), shown), str(path), shown, keys[path], found)
+    return found
 
 
 def _take(

@@ -53,6 +53,29 @@ def check(
     return problems
 
 
+def problems_of(
+    changed: Iterable[Record],
+    references: Mapping[str, Reference],
+    vocab: Vocabularies,
+    aliases: Mapping[str, str],
+    ids: Mapping[str, str],
+    scales: Mapping[str, Scale],
+) -> list[Problem]:
+    """What check() reports for these records in a KB whose other records are unchanged and
+    had no problems, the records keeping their ids and types (`ids`: record id -> its type,
+    as models.record_kind names it); duplicates cannot arise then. The delta build uses it."""
+    context = _Context(
+        references,
+        vocab,
+        aliases,
+        studies={i for i, kind in ids.items() if kind == "study"},
+        questions={i for i, kind in ids.items() if kind == "question"},
+        scales=scales,
+        unreadable=frozenset(),
+    )
+    return [problem for record in changed for problem in _record_problems(record, context)]
+
+
 @dataclass(frozen=True)
 class _Context:
     """What a record's cross-file checks look things up in."""
