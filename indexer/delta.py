@@ -98,26 +98,20 @@ def _changed(
     """Changed record files (path -> (shown path, id last time)), and every record file by its
     shown path; None when a file is not the last build's or too many changed."""
     nodes = cache.nodes()
-    old: dict[str, tuple[str, str]] = {}  # shown path -> (id, sha) as of the last build
-    for doc_id in kinds:
-        shown, _, sha = nodes.get(doc_id, "").partition("\0")
-        if not sha:
-            return None
-        old[shown] = (doc_id, sha)
+    unchanged = {nodes.get(doc_id, ""): doc_id for doc_id in kinds}  # "shown\0sha" as last built
     changed: dict[Path, tuple[str, str]] = {}
     shown_of: dict[str, Path] = {}
-    root = settings.root
-    for path in paths:
-        shown = records.shown_path(path, root)
-        known = old.get(shown)
-        sha = hashes.get(path, "")
-        if known is None or not sha:
-            return None
+    for path, shown in zip(paths, records.shown_paths(paths, settings.root), strict=True):
         shown_of[shown] = path
-        if sha != known[1]:
-            changed[path] = (shown, known[0])
+        if f"{shown}\0{hashes.get(path, '')}" not in unchanged:
+            changed[path] = (shown, "")
             if len(changed) > DELTA_MAX:
                 return None
+    ids = {value.partition("\0")[0]: doc_id for value, doc_id in unchanged.items()}
+    for path, (shown, _) in changed.items():
+        if shown not in ids or not hashes.get(path):  # not a file of the last build, or gone
+            return None
+        changed[path] = (shown, ids[shown])
     return changed, shown_of
 
 

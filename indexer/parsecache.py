@@ -456,7 +456,7 @@ def parse_sources(
     if cache is None:
         return bib.parse_bib(bib_path, shown_bib), records.read_records(kb_dir, shown_root)
     paths = cache.record_files(kb_dir)
-    shown = [records.shown_path(p, shown_root) for p in paths]
+    shown = records.shown_paths(paths, shown_root)
     keys = [f"{s}\0{p}" for s, p in zip(shown, paths, strict=True)]
     hashes = cache.hashes(paths)
     hits = cache.cached(keys)

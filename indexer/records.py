@@ -120,13 +120,24 @@ def parse_records(kb_dir: Path, shown_root: Path) -> tuple[list[Record], list[Pr
 
 def shown_path(path: Path, root: Path) -> str:
     """How problems and records name a file: relative to root when it is under it."""
-    text, prefix = str(path), os.path.join(root, "")
-    if text.startswith(prefix):  # what relative_to gives, without its cost per file
-        return text[len(prefix) :]
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+    return shown_paths([path], root)[0]
+
+
+def shown_paths(paths: Iterable[Path], root: Path) -> list[str]:
+    """shown_path of each (a build names every record file: the prefix is worked out once)."""
+    prefix = os.path.join(root, "")
+    cut = len(prefix)
+    out = []
+    for path in paths:
+        text = str(path)
+        if text.startswith(prefix):  # what relative_to gives, without its cost per file
+            out.append(text[cut:])
+            continue
+        try:
+            out.append(str(path.relative_to(root)))
+        except ValueError:
+            out.append(text)
+    return out
 
 
 def parse_record_file(path: Path, shown: str) -> tuple[Record | None, list[Problem]]:
