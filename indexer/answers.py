@@ -7,10 +7,12 @@ function; it only uses SearchIndex, so it works on any index generation.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .query import Query, Results
-from .search import SearchIndex
+
+if TYPE_CHECKING:
+    from .search import SearchIndex
 
 MAX_CARDS = 3
 MAX_LINES = 8

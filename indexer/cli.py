@@ -27,7 +27,6 @@ from .export import FORMATS, TABLES
 from .fields import SORTS
 from .query import MAX_PAGE_SIZE, Results, parse_params, results_json
 from .questions import grade_report
-from .search import SearchIndex
 from .stats import statistics
 
 
@@ -177,6 +176,8 @@ def search_command(
     settings = make_settings(root, index_dir)
     query = parse_params(search_params(text, sort, page, page_size, facets))
     with converted():
+        from .search import SearchIndex  # not imported for the commands that do not search
+
         index = SearchIndex(settings.index_dir, budget_ms=settings.query_budget_ms)
         results = index.search(query)
     if not results.ok:
@@ -376,6 +377,8 @@ def export_command(
 
     settings = make_settings(root, index_dir)
     query = parse_params(search_params(text, sort, "1", "20", facets))
+    from .search import SearchIndex
+
     index = SearchIndex(settings.index_dir, budget_ms=settings.query_budget_ms)
     with converted():
         chunks = export_bytes(index, query, fmt, table, allow_empty=allow_empty)

@@ -13,9 +13,8 @@ import click
 
 from . import index as idx
 from .build import ensure_index
-from .errors import IndexMissing, KBError, ProblemsFound
+from .errors import KBError, ProblemsFound
 from .fields import FACETS
-from .search import open_search
 from .settings import Settings, resolve_settings
 
 ROOT_OPTION = click.option(
@@ -66,10 +65,7 @@ def build(
 
 def tell_left_out(settings: Settings) -> None:
     """Name on stderr the records the live index leaves out because they have problems."""
-    try:
-        items = open_search(settings.index_dir).about()["left_out"]  # what the web notice reads
-    except IndexMissing:
-        return
+    items = idx.left_out(settings.index_dir)  # what the web notice reads
     if not items:
         return
     for item in items:

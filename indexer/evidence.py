@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models import level_rank
-from .search import Query, SearchIndex, as_index
+from .query import Query
 from .vocab import Vocabularies
+
+if TYPE_CHECKING:
+    from .search import SearchIndex
 
 DIRECTIONS = ("supporting", "opposing", "inconclusive", "not-reported", "not-counted")
 VERDICT_TYPES = ("recommendation", "verdict")
@@ -63,6 +66,8 @@ def evidence_table(where: SearchIndex | Path, query: Query) -> list[Group]:
     query = replace(
         query, filters=tuple(f for f in query.filters if f[0] != "type") + (("type", VERDICT_TYPES),)
     )
+    from .search import as_index  # the search engine is imported when a table is made
+
     index = as_index(where)
     vocab = index.vocab()
     groups: dict[str, list[Row]] = {}

@@ -23,15 +23,18 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import dose
 from .citations import csl_item
 from .errors import ExportError
 from .evidence import evidence_table
 from .fields import REFERENCE_PREFIX
-from .search import Query, SearchIndex, as_index
+from .query import Query
 from .vocab import Vocabularies
+
+if TYPE_CHECKING:  # the search engine is imported when an export runs, not with the CLI
+    from .search import SearchIndex
 
 JOINER = "; "
 TABLES = ("records", "evidence")
@@ -202,7 +205,14 @@ EXTENSIONS = {f.extension: f.name for f in FORMATS.values()}
 # Entry points
 
 
-Where = SearchIndex | Path
+Where: TypeAlias = "SearchIndex | Path"
+
+
+def as_index(where: Where) -> SearchIndex:
+    """search.as_index, imported when an export runs."""
+    from .search import as_index as handle
+
+    return handle(where)
 
 
 def check(where: Where, query: Query, fmt: str, table: str = "records", *, allow_empty: bool = True) -> None:

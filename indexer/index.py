@@ -31,6 +31,7 @@ from whoosh.codec.whoosh3 import W3PerDocReader
 from whoosh.columns import NumericColumn
 from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
 from whoosh.filedb.filestore import FileStorage
+from whoosh.filedb.structfile import BufferFile
 from whoosh.support.charset import accent_map
 
 from .fields import DOSE_NUMBERS, FACETS, FIELDS
@@ -101,6 +102,73 @@ def _create_without_keeping_frames() -> None:
 
 
 _create_without_keeping_frames()
+
+
+class BufferReader:
+    """A read-only file over a buffer that copies only what is read. Whoosh's BufferFile wraps
+    each file of a memory-mapped segment in BytesIO(buffer), which copies the whole buffer: 10 ms
+    per terms file at 100k documents, 0.14 s to open a generation (and again in every update)."""
+
+    def __init__(self, buffer: Any) -> None:
+        self._view = memoryview(buffer).cast("B")
+        self._pos = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        start, length = self._pos, len(self._view)
+        end = length if size is None or size < 0 else min(length, start + size)
+        self._pos = max(start, end)
+        return self._view[start:end].tobytes()
+
+    def readinto(self, target: Any) -> int:
+        data = self.read(len(memoryview(target)))
+        memoryview(target).cast("B")[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        out = bytearray()
+        while self._pos < limit:
+            chunk = self._view[self._pos : min(limit, self._pos + 256)].tobytes()
+            cut = chunk.find(b"\n")
+            if cut >= 0:
+                out += chunk[: cut + 1]
+                self._pos += cut + 1
+                break
+            out += chunk
+            self._pos += len(chunk)
+        return bytes(out)
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        """The buffer belongs to the segment's storage, which closes it."""
+
+
+def _read_segments_without_copying() -> None:
+    """BufferFile with a BufferReader instead of a copy of its whole buffer in a BytesIO."""
+    original = BufferFile.__init__
+    if getattr(original, "_copies_nothing", False):
+        return
+
+    def init(self: Any, buf: Any, name: Any = None, onclose: Any = None) -> None:
+        original(self, b"", name, onclose)
+        self._buf = buf
+        self.file = BufferReader(buf)
+
+    init._copies_nothing = True  # type: ignore[attr-defined]
+    BufferFile.__init__ = init
+
+
+_read_segments_without_copying()
 
 
 def doc_words(doc: dict[str, Any]) -> set[str]:
@@ -185,6 +253,17 @@ def current_dir(index_dir: Path) -> Path | None:
 
 
 _MANIFESTS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}  # path -> (stat, manifest)
+
+
+def left_out(index_dir: Path) -> list[dict[str, Any]]:
+    """The records the live generation leaves out (leftout.LeftOut.as_json, from pages.json),
+    read without opening the index; [] when there is none."""
+    live = current_dir(index_dir)
+    try:
+        pages = json.loads((live / PAGES).read_text("utf-8")) if live is not None else {}
+    except (OSError, ValueError):
+        return []
+    return list(pages.get("left_out") or []) if isinstance(pages, dict) else []
 
 
 def read_manifest(generation: Path) -> dict[str, Any]:

@@ -199,16 +199,18 @@ def fingerprint(settings: Settings, hashes: Mapping[Path, str] | None = None) ->
     `hashes` (parsecache.ParseCache.hashes of source_files(settings), in that order: sha256
     of each file, '' if missing) saves reading unchanged files; without it every file is read.
     """
-    digest = hashlib.sha256()
     root = os.path.join(settings.root, "")
-    for path in source_files(settings) if hashes is None else list(hashes):
-        if hashes is not None and path in hashes:
-            sha = hashes[path]
-        else:
-            sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    cut = len(root)
+    if hashes is None:
+        pairs = [
+            (path, hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "")
+            for path in source_files(settings)
+        ]
+    else:
+        pairs = list(hashes.items())
+    parts = []
+    for path, sha in pairs:  # one string hashed at once: an edit at 100k records lists every file
         text = str(path)
-        digest.update((text[len(root) :] if text.startswith(root) else text).encode())  # relative to root
-        digest.update(b"\0")
-        digest.update(sha.encode() if sha else b"<missing>")
-        digest.update(b"\0")
+        parts.append(f"{text[cut:] if text.startswith(root) else text}\0{sha or '<missing>'}\0")
+    digest = hashlib.sha256("".join(parts).encode())
     return digest.hexdigest()

@@ -42,9 +42,22 @@ def record_files(kb_dir: Path) -> Iterator[Path]:
     following links to directories, and sorted by their parts, as Path compares them."""
     found: list[tuple[str, ...]] = []
     _walk(str(kb_dir), (), found)
+    folders: dict[tuple[str, ...], Path] = {}
     for parts in sorted(found):
-        if parts[0] not in NOT_RECORDS:
-            yield kb_dir.joinpath(*parts)
+        if parts[0] in NOT_RECORDS:
+            continue
+        folder = folders.get(parts[:-1])
+        if folder is None:
+            folder = folders[parts[:-1]] = kb_dir.joinpath(*parts[:-1])
+        yield _child(folder, parts[-1])
+
+
+def _child(folder: Path, name: str) -> Path:
+    """folder / name, for a name read from the directory (no separator in it). pathlib's own
+    glob uses `_make_child_relpath` for this, skipping the parse of the name: a third of the
+    cost of listing 50k files."""
+    make = getattr(folder, "_make_child_relpath", None)
+    return make(name) if make is not None else folder / name
 
 
 _IGNORED_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # as pathlib's glob

@@ -8,11 +8,13 @@ import re
 from copy import deepcopy
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+
+if TYPE_CHECKING:  # jsonschema explains invalid records only: imported when one is met
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 from .models import Problem
 from .yamlio import Located
@@ -38,6 +40,8 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(load_schema(name))
 
 
@@ -85,6 +89,8 @@ def _explain(error: ValidationError) -> tuple[str, str, str]:
     if kind in ("oneOf", "anyOf") and error.context:
         deeper = [e for e in error.context if _path(e) != path]
         if deeper:
+            from jsonschema.exceptions import best_match
+
             return _explain(best_match(deeper))
         return path, f"expected {_expected(error)}, got {_show(error.instance)}", ""
     if kind == "required":
