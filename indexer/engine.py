@@ -319,11 +319,11 @@ class Generation:
     # -- display -----------------------------------------------------------------------------
 
     def stored(self, docnum: int) -> dict[str, Any]:
-        return dict(self.searcher().stored_fields(docnum))
+        return idx.decode_stored(self.searcher().stored_fields(docnum))
 
     def document(self, doc_id: str) -> dict[str, Any] | None:
         stored = self.searcher().document(id=doc_id)
-        return dict(stored) if stored else None
+        return idx.decode_stored(stored) if stored else None
 
     def highlight_terms(self, node: Any) -> frozenset[str]:
         """Analysed query words of the text field, to mark in summaries."""

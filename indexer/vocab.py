@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -24,12 +25,16 @@ FIELD_VOCABULARY = {
 }
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a full build folds every author's name of every reference
 def fold(text: str) -> str:
     """Case-, accent-, hyphen- and space-insensitive form used to match what people type."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    stripped = re.sub(r"[-_/’'`]", " ", stripped.casefold())
-    return " ".join(stripped.split())
+    if not text.isascii():  # ASCII has nothing to decompose
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(_FOLDED_APART.sub(" ", text.casefold()).split())
+
+
+_FOLDED_APART = re.compile(r"[-_/’'`]")
 
 
 @dataclass

@@ -14,6 +14,8 @@ from indexer.cli import cli
 from indexer.search import Query, search
 from indexer.settings import Settings
 
+PROJECT = Path(__file__).parent.parent
+
 
 def test_build_then_noop_then_one_record_update(settings) -> None:
     first = build(settings)
@@ -180,3 +182,81 @@ def _assert_facet_store_equals_whoosh(store: Any, ix: Any) -> None:
         for name in {c for keys in SORT_COLUMNS.values() for c in keys}:
             column = reader.column_reader(name)
             assert list(store.columns[name]) == [column[i] for i in range(reader.doc_count_all())], name
+
+
+def test_the_text_analyzer_gives_the_tokens_of_whooshs_own_chain() -> None:
+    """index.TextAnalyzer replaces RegexTokenizer | LowercaseFilter | CharsetFilter | StemFilter
+    for speed: over the bundled KB's text and hard cases, in every mode, the tokens are equal."""
+    import shutil
+    import tempfile
+
+    from indexer import documents, pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copytree(PROJECT / "kb", root / "kb")
+        shutil.copy(PROJECT / "references.bib", root / "references.bib")
+        kb = pipeline.load(Settings.for_root(root, root / "index"))
+    texts = [
+        str(doc.get(name) or "") for doc in documents.build_documents(kb) for name in ("text", "authors")
+    ]
+    texts += [
+        "Créac'h São Paulo naïve ŒUVRE Ærø straße İstanbul",
+        "経頭蓋磁気刺激 rTMS 治療 10-Hz M1 (n=20) p<0.05 O'Reilly's",
+        "",
+        "   ",
+        "STIMULATION stimulations Stimulated 3.141 e.g. U.S.A.",
+    ]
+    ours, theirs = idx.TextAnalyzer(), idx.composed_analyzer()
+    modes = [
+        {},
+        {"positions": True, "chars": True, "keeporiginal": True, "start_pos": 3, "start_char": 7},
+        {"mode": "query"},
+        {"tokenize": False, "positions": True, "chars": True},
+    ]
+
+    def tokens(analyzer: Any, text: str, mode: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                t.text,
+                getattr(t, "pos", None),
+                getattr(t, "startchar", None),
+                getattr(t, "endchar", None),
+                getattr(t, "original", None),
+                t.boost,
+                t.stopped,
+            )
+            for t in analyzer(text, **mode)
+        ]
+
+    assert len(texts) > 100
+    for text in texts:
+        for mode in modes:
+            assert tokens(ours, text, mode) == tokens(theirs, text, mode), (text[:80], mode)
+
+
+def test_field_lengths_read_at_once_equal_whooshs_byte_by_byte_reads(index_dir: Path) -> None:
+    """index._read_lengths_at_once: every document's length in every scored field, as the
+    writer and BM25 ask for it, equals the byte Whoosh's own column reader returns."""
+    from whoosh.codec.whoosh3 import LENGTHS_COLUMN
+    from whoosh.util.numeric import byte_to_length
+
+    live = idx.current_dir(index_dir)
+    assert live is not None
+    ix = idx.open_generation(live)
+    checked = 0
+    with ix.reader() as reader:
+        for segment in reader.leaf_readers() if hasattr(reader, "leaf_readers") else [(reader, 0)]:
+            perdoc = segment[0]._perdoc
+            for name, field in ix.schema.items():
+                if not field.scorable:
+                    continue
+                if not perdoc.has_column(f"_{name}_len"):  # no document has words in it
+                    assert perdoc.doc_field_length(0, name) == 0
+                    continue
+                column = perdoc.column_reader(f"_{name}_len", LENGTHS_COLUMN)
+                for docnum in range(perdoc.doc_count_all()):
+                    byte = column[docnum]
+                    assert perdoc.doc_field_length(docnum, name) == (byte_to_length(byte) if byte else None)
+                    checked += 1
+    assert checked >= 12  # every document, in each scored field it has words in
