@@ -370,13 +370,20 @@ def _month(macro: str) -> int:
     return [m[:3].lower() for m in MONTHS].index(macro.lower()) + 1
 
 
+_BRACE = re.compile(r"[{}]")
+
+
 def _balanced_group(value: str) -> bool:
-    """True if the braces opening `value` close only at its end."""
+    """True if the braces opening `value` close only at its end (only the braces are visited:
+    every field value of every entry goes through here)."""
     depth = 0
-    for i, char in enumerate(value):
-        if char == "{" and value[i - 1 : i] != "\\":
+    for match in _BRACE.finditer(value):
+        i = match.start()
+        if i and value[i - 1] == "\\":
+            continue
+        if value[i] == "{":
             depth += 1
-        elif char == "}" and value[i - 1 : i] != "\\":
+        else:
             depth -= 1
             if depth == 0:
                 return i == len(value) - 1

@@ -27,7 +27,7 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 from whoosh.analysis import CharsetFilter, LowercaseFilter, RegexTokenizer, StemFilter, Token, Tokenizer
-from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3PerDocReader
+from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3PerDocReader, W3PostingsWriter
 from whoosh.columns import NumericColumn
 from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
 from whoosh.filedb.filestore import FileStorage
@@ -35,6 +35,7 @@ from whoosh.filedb.structfile import BufferFile
 from whoosh.lang.porter import stem as porter_stem
 from whoosh.support.charset import accent_map
 from whoosh.util.numeric import byte_to_length
+from whoosh.writing import PostingPool
 
 from .fields import DOSE_NUMBERS, FACETS, FIELDS
 from .fsio import atomic_write, process_lock
@@ -119,6 +120,44 @@ def _read_lengths_at_once() -> None:
 
 
 _read_lengths_at_once()
+
+
+def _posting_writes_without_type_checks() -> None:
+    """PostingPool.add and W3PostingsWriter.add_posting run once per posting (about 90 per
+    document, written twice) and spend a third of their time asserting the types of values the
+    writer itself made. The same work without the assertions (Whoosh's estimate of a posting's
+    size in memory, 150 bytes plus its strings, decides when the pool spills to disk)."""
+    if getattr(PostingPool.add, "_unchecked", False):
+        return
+
+    def add(self: Any, item: tuple[Any, ...]) -> None:
+        self.fieldnames.add(item[0])
+        self.currentsize += 150 + len(item[0]) + 2 * len(item[1]) + len(item[4] or b"")
+        if self.currentsize > self.limit:
+            self.save()
+        self.current.append(item)
+
+    def add_posting(self: Any, id_: Any, weight: Any, vbytes: bytes, length: int | None = None) -> None:
+        if len(self._ids) >= self._blocklimit:
+            self._write_block()
+        self._ids.append(id_)
+        self._weights.append(weight)
+        if weight > self._maxweight:
+            self._maxweight = weight
+        if vbytes:
+            self._values.append(vbytes)
+        if length:
+            if self._minlength is None or length < self._minlength:
+                self._minlength = length
+            if length > self._maxlength:
+                self._maxlength = length
+
+    add._unchecked = True  # type: ignore[attr-defined]
+    PostingPool.add = add
+    W3PostingsWriter.add_posting = add_posting
+
+
+_posting_writes_without_type_checks()
 
 
 def _create_without_keeping_frames() -> None:
