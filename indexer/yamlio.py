@@ -118,7 +118,12 @@ def _convert(node: yaml.Node, path: str, lines: dict[str, int], depth: int) -> A
     return _scalar(node)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 def _scalar(node: yaml.Node) -> Any:
+    if type(node) is yaml.ScalarNode and node.tag == _STR_TAG:  # most values: what PyYAML builds
+        return node.value
     if not isinstance(node, yaml.ScalarNode):
         raise YamlError(node.start_mark.line + 1, "a mapping or list cannot be used as a key")
     line = node.start_mark.line + 1

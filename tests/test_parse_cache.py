@@ -296,3 +296,21 @@ def test_record_files_lists_what_rglob_lists(tmp_path: Path) -> None:
     ]
     assert list(files(kb)) == expected
     assert kb / "studies" / "deep" / "er" / "c.yaml" in expected and kb / "file-link.yaml" in expected
+
+
+def test_a_cold_or_forced_build_hashes_what_it_parsed_and_the_next_run_is_a_no_op(
+    settings: Settings,
+) -> None:
+    """Without a generation to compare with (or with --force) the fingerprint is taken from the
+    hashes of the bytes parsed, not from a pass of its own: it must equal what the next run,
+    stat-based, computes from the same files."""
+    first = ensure_index(settings)
+    assert first is not None and first.full
+    assert ensure_index(settings) is None
+    assert ensure_index(settings, force=True) is not None
+    assert ensure_index(settings) is None
+    live = idx.current_dir(settings.index_dir)
+    assert live is not None
+    from indexer import pipeline
+
+    assert idx.read_manifest(live)["fingerprint"] == pipeline.fingerprint(settings)  # read, not cached
