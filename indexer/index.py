@@ -160,6 +160,41 @@ def _posting_writes_without_type_checks() -> None:
 _posting_writes_without_type_checks()
 
 
+def _postings_sorted_by_term() -> None:
+    """A segment's postings are sorted before they are written: Whoosh sorts the whole list of
+    (field, term, docnum, weight, value) tuples, 4.6M per writer process at 100k documents.
+    Grouping them by (field, term) first and sorting the groups' keys gives the same order
+    (each group is sorted too, already in document order) in about half the time."""
+    original = PostingPool.items
+    if getattr(original, "_grouped", False):
+        return
+
+    def items(self: Any, maxfiles: int = 128) -> Any:
+        if self.runs:  # spilled to disk: Whoosh merges its sorted runs
+            return original(self, maxfiles)
+        groups: dict[tuple[Any, Any], list[Any]] = {}
+        for item in self.current:
+            key = item[:2]
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [item]
+            else:
+                group.append(item)
+        out: list[Any] = []
+        for key in sorted(groups):
+            group = groups[key]
+            if len(group) > 1:
+                group.sort()
+            out += group
+        return out
+
+    items._grouped = True  # type: ignore[attr-defined]
+    PostingPool.items = items
+
+
+_postings_sorted_by_term()
+
+
 def _create_without_keeping_frames() -> None:
     """Whoosh 2.7's FileStorage.create keeps the EEXIST it ignores in a local (`e =
     sys.exc_info()[1]`): exception, traceback and frame then form a cycle holding every caller's

@@ -260,3 +260,28 @@ def test_field_lengths_read_at_once_equal_whooshs_byte_by_byte_reads(index_dir: 
                     assert perdoc.doc_field_length(docnum, name) == (byte_to_length(byte) if byte else None)
                     checked += 1
     assert checked >= 12  # every document, in each scored field it has words in
+
+
+def test_postings_grouped_by_term_come_out_as_whoosh_sorts_them() -> None:
+    """index._postings_sorted_by_term: the order a segment's postings are written in equals the
+    plain sort Whoosh does, documents added in order or not."""
+    import random
+
+    from whoosh.filedb.filestore import RamStorage
+    from whoosh.writing import PostingPool
+
+    rng = random.Random(3)
+    words = [w.encode() for w in ("stimul", "pain", "m1", "rtms", "sham", "dlpfc", "a", "zz")]
+    for shuffled in (False, True):
+        pool = PostingPool(RamStorage(), None, limitmb=64)
+        items = [
+            (field, word, docnum, float(rng.randint(1, 3)), bytes([rng.randint(0, 9)]))
+            for docnum in range(300)
+            for field in ("authors", "text", "title")
+            for word in rng.sample(words, 4)
+        ]
+        if shuffled:
+            rng.shuffle(items)
+        for item in items:
+            pool.add(item)
+        assert list(pool.items()) == sorted(items)
