@@ -208,7 +208,7 @@ def test_the_text_analyzer_gives_the_tokens_of_whooshs_own_chain() -> None:
         "STIMULATION stimulations Stimulated 3.141 e.g. U.S.A.",
     ]
     ours, theirs = idx.TextAnalyzer(), idx.composed_analyzer()
-    modes = [
+    modes: list[dict[str, Any]] = [
         {},
         {"positions": True, "chars": True, "keeporiginal": True, "start_pos": 3, "start_char": 7},
         {"mode": "query"},
