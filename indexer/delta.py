@@ -29,15 +29,12 @@ from pathlib import Path
 
 from . import depgraph, parsecache, pipeline, records
 from . import index as idx
-from .curation import read_aliases
-from .errors import ProblemsFound
 from .models import Record, Scale
 from .parsecache import ParseCache
-from .rulesets import RuleSet, load_rulesets
+from .rulesets import RuleSet
 from .settings import Settings
 from .validate import problems_of
 from .vocab import Vocabularies
-from .vocabfiles import load_vocabularies
 
 DELTA_MAX = 64  # changed record files a delta build takes; more make the whole build
 # Links followed from each document to re-build to gather what it is made of: a question's
@@ -185,14 +182,8 @@ def _parse_changed(
 
 def _shared(settings: Settings) -> tuple[Vocabularies, dict[str, RuleSet], dict[str, str]] | None:
     """Vocabularies, rule sets and aliases, as pipeline.load reads them; None on a problem."""
-    kb_dir, shown = settings.kb_dir, settings.relative(settings.kb_dir)
-    vocab, problems = load_vocabularies(kb_dir / "vocab", f"{shown}/vocab")
-    rulesets, found = load_rulesets(kb_dir / "rulesets", f"{shown}/rulesets")
-    try:
-        aliases = read_aliases(kb_dir)
-    except ProblemsFound:
-        return None
-    return None if problems or found else (vocab, rulesets, aliases)
+    vocab, rulesets, aliases, problems = pipeline.load_shared(settings)
+    return None if problems else (vocab, rulesets, aliases)
 
 
 def _graph(

@@ -96,16 +96,9 @@ def load(settings: Settings, ruleset_id: str | None = None, cache: ParseCache | 
                 hint="create kb/ or point TMSKB_KB_DIR at it",
             )
         )
-    vocab, found = load_vocabularies(kb_dir / "vocab", f"{shown_kb}/vocab")
-    problems += found
-    rulesets, found = load_rulesets(kb_dir / "rulesets", f"{shown_kb}/rulesets")
+    vocab, rulesets, aliases, found = load_shared(settings)
     problems += found
     problems += parsed.problems
-    try:
-        aliases = read_aliases(kb_dir)
-    except ProblemsFound as exc:  # a damaged curation file is one more problem, not a crash
-        aliases = {}
-        problems += exc.problems
     problems += check(
         references,
         parsed.records,
@@ -121,6 +114,21 @@ def load(settings: Settings, ruleset_id: str | None = None, cache: ParseCache | 
     if kb.ruleset is not None:
         grade(kb, kb.ruleset, cache)
     return kb
+
+
+def load_shared(settings: Settings) -> tuple[Vocabularies, dict[str, RuleSet], dict[str, str], list[Problem]]:
+    """What every record is read with: vocabularies, rule sets, `tmskb rekey` aliases, and their
+    problems (a damaged curation file is one more problem, not a crash)."""
+    kb_dir, shown_kb = settings.kb_dir, settings.relative(settings.kb_dir)
+    vocab, problems = load_vocabularies(kb_dir / "vocab", f"{shown_kb}/vocab")
+    rulesets, found = load_rulesets(kb_dir / "rulesets", f"{shown_kb}/rulesets")
+    problems += found
+    try:
+        aliases = read_aliases(kb_dir)
+    except ProblemsFound as exc:
+        aliases = {}
+        problems += exc.problems
+    return vocab, rulesets, aliases, problems
 
 
 def choose_ruleset(rulesets: dict[str, RuleSet], ruleset_id: str | None) -> RuleSet | None:
