@@ -67,10 +67,10 @@ def prepare(settings: Settings, cache: ParseCache, hashes: Mapping[Path, str]) -
         return None
     kinds = _kinds(cache)
     found = _changed(settings, cache, kinds, paths, hashes) if kinds is not None else None
-    if not found:
+    if kinds is None or not found:
         return None
     changed, shown_of = found
-    result = _delta(settings, cache, hashes, kinds or {}, changed, shown_of)
+    result = _delta(settings, cache, hashes, kinds, changed, shown_of)
     if result is not None:  # every unchanged file's cached parse stood, read or not
         cache.stats.reused = len(shown_of) - cache.stats.parsed + 1  # + references.bib
     return result

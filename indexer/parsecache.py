@@ -222,16 +222,21 @@ class ParseCache:
 
     def cached_exact(self, keys: Iterable[str]) -> dict[str, tuple[str, bytes]]:
         """cached() of a few keys scattered over the table (a range scan would read it all)."""
+        rows = self._rows_in(
+            "SELECT key, sha, value FROM parsed WHERE code = ? AND sha != '' AND key IN ({})",
+            (CODE_VERSION,),
+            keys,
+        )
+        return {key: (sha, value) for key, sha, value in rows}
+
+    def _rows_in(self, sql: str, params: tuple[Any, ...], keys: Iterable[str]) -> list[tuple[Any, ...]]:
+        """Rows of `sql` whose `IN ({})` holds each of `keys`, asked 500 at a time (SQLite's
+        limit on bound parameters)."""
         wanted = sorted(set(keys))
-        out: dict[str, tuple[str, bytes]] = {}
+        out: list[tuple[Any, ...]] = []
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, sha, value in self.db.query(
-                f"SELECT key, sha, value FROM parsed WHERE code = ? AND sha != '' AND key IN ({marks})",
-                (CODE_VERSION, *chunk),
-            ):
-                out[key] = (sha, value)
+            out += self.db.query(sql.format(",".join("?" * len(chunk))), (*params, *chunk))
         return out
 
     def store(self, items: list[tuple[str, str, bytes]]) -> None:
@@ -260,16 +265,11 @@ class ParseCache:
 
     def node_details(self, ids: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
         """Document id -> (what its source linked to, its spelling words), for these ids."""
-        out: dict[str, tuple[list[str], list[str]]] = {}
-        wanted = sorted(set(ids))
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for doc_id, links, words in self.db.query(
-                f"SELECT id, links, words FROM nodes WHERE id IN ({marks})", chunk
-            ):
-                out[doc_id] = (links.split("\n") if links else [], words.split(" ") if words else [])
-        return out
+        rows = self._rows_in("SELECT id, links, words FROM nodes WHERE id IN ({})", (), ids)
+        return {
+            doc_id: (links.split("\n") if links else [], words.split(" ") if words else [])
+            for doc_id, links, words in rows
+        }
 
     def save_nodes(
         self,
