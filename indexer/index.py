@@ -26,16 +26,27 @@ from pathlib import Path
 from typing import Any
 
 from whoosh import index as whoosh_index
-from whoosh.analysis import CharsetFilter, LowercaseFilter, RegexTokenizer, StemFilter, Token, Tokenizer
-from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3PerDocReader, W3PostingsWriter
+from whoosh.analysis import (
+    CharsetFilter,
+    CompositeAnalyzer,
+    IDTokenizer,
+    LowercaseFilter,
+    RegexTokenizer,
+    StemFilter,
+    Token,
+    Tokenizer,
+)
+from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3Codec, W3PerDocReader, W3PostingsWriter
 from whoosh.columns import NumericColumn
-from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
+from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, FieldType, Schema
 from whoosh.filedb.filestore import FileStorage
 from whoosh.filedb.structfile import BufferFile
+from whoosh.formats import Existence, Frequency, Positions
 from whoosh.lang.porter import stem as porter_stem
 from whoosh.support.charset import accent_map
+from whoosh.system import pack_uint
 from whoosh.util.numeric import byte_to_length
-from whoosh.writing import PostingPool
+from whoosh.writing import PostingPool, SegmentWriter
 
 from .fields import DOSE_NUMBERS, FACETS, FIELDS
 from .fsio import atomic_write, process_lock
@@ -193,6 +204,159 @@ def _postings_sorted_by_term() -> None:
 
 
 _postings_sorted_by_term()
+
+
+_SPACE_PATTERN = r"[^ \t\r\n]+"  # Whoosh's SpaceSeparatedTokenizer, KEYWORD fields' tokenizer
+
+
+def _index_mode(field: Any) -> str:
+    """How _add_document_planned indexes a field: "text" (Positions of a TextAnalyzer),
+    "keyword" and "words" (Frequency of space-separated words, lowercased or as they are),
+    "id" (Existence of the whole value) or "whoosh" (the field's own index(), for anything
+    else)."""
+    fmt, ana = field.format, field.analyzer
+    if not field.indexed or type(field).index is not FieldType.index or field.vector:
+        return "whoosh"
+    if field.separate_spelling():
+        return "whoosh"
+    if type(fmt) is Positions and isinstance(ana, TextAnalyzer):
+        return "text"
+    items = list(ana.items) if isinstance(ana, CompositeAnalyzer) else [ana]
+    kinds = [type(i) for i in items]
+    if type(fmt) is Frequency and kinds in ([RegexTokenizer, LowercaseFilter], [RegexTokenizer]):
+        tokenizer = items[0]
+        if tokenizer.expression.pattern == _SPACE_PATTERN and not tokenizer.gaps:
+            return "keyword" if len(kinds) == 2 else "words"
+    if type(fmt) is Existence and kinds == [IDTokenizer]:
+        return "id"
+    return "whoosh"
+
+
+def _plan(schema: Any) -> dict[str, tuple[Any, str, Any]]:
+    """field name -> (field, index mode, column type), worked out once per schema object."""
+    plan: dict[str, tuple[Any, str, Any]] | None = getattr(schema, "_tmskb_plan", None)
+    if plan is None:
+        plan = {name: (f, _index_mode(f) if f.indexed else "", f.column_type) for name, f in schema.items()}
+        schema._tmskb_plan = plan
+    return plan
+
+
+def _postings(  # noqa: PLR0911 - one return per index mode
+    field: Any, mode: str, value: Any
+) -> Iterable[tuple[bytes, int, float, bytes]]:
+    """(term bytes, frequency, weight, value bytes) of one field value, as field.index(value)
+    gives them for the modes _index_mode recognises."""
+    if mode == "whoosh" or not isinstance(value, str):  # Whoosh multiplies by the boost, 1.0
+        return [(t, n, w * 1.0, v) for t, n, w, v in field.index(value)]
+    fb = field.format.field_boost
+    if mode == "id":
+        return [(value.encode("utf-8"), 1, fb, b"")]
+    if mode in ("keyword", "words"):
+        freqs: dict[str, int] = {}
+        for word in _SPACE_RE.findall(value.lower() if mode == "keyword" else value):
+            freqs[word] = freqs.get(word, 0) + 1
+        return [(w.encode("utf-8"), n, float(n) * fb, pack_uint(n)) for w, n in freqs.items()]
+    poses: dict[str, list[int]] = {}
+    fold = field.analyzer._fold
+    for pos, match in enumerate(field.analyzer.expression.finditer(value)):
+        word = fold(match.group(0))
+        known = poses.get(word)
+        if known is None:
+            poses[word] = [pos]
+        else:
+            known.append(pos)
+    encode = field.format.encode
+    return [(w.encode("utf-8"), len(p), float(len(p)) * fb, encode(p)) for w, p in poses.items()]
+
+
+_SPACE_RE = re.compile(_SPACE_PATTERN)
+
+
+def _add_document_planned() -> None:
+    """SegmentWriter.add_document runs once per document and, per field, goes through
+    field.index, the format's word_values and the analyzer's token objects: at 100k documents
+    about half of the writer processes' time. The same postings, lengths, stored values and
+    column values, made directly for the fields of this schema (tests/test_index.py compares
+    the segments written both ways). Documents with boosts ("_" fields) and any field kind
+    not recognised take Whoosh's own path."""
+    original = SegmentWriter.add_document
+    if getattr(original, "_planned", False):
+        return
+
+    def add_document(self: Any, **fields: Any) -> None:
+        plan = _plan(self.schema)
+        if any(name.startswith("_") or name not in plan for name in fields):
+            return original(self, **fields)  # boosts, or an unknown field (Whoosh says which)
+        self._check_state()
+        perdoc, docnum, add_post = self.perdocwriter, self.docnum, self.pool.add
+        perdoc.start_doc(docnum)
+        try:
+            for name in sorted(fields):
+                value = fields[name]
+                if value is None:
+                    continue
+                field, mode, column = plan[name]
+                length = 0
+                if mode:
+                    scorable = field.scorable
+                    for tbytes, freq, weight, vbytes in _postings(field, mode, value):
+                        if scorable:
+                            length += freq
+                        add_post((name, tbytes, docnum, weight, vbytes))
+                perdoc.add_field(name, field, value if field.stored else None, length)
+                if column:
+                    perdoc.add_column_value(name, column, field.to_column_value(value))
+        except Exception:
+            perdoc.cancel_doc()
+            raise
+        perdoc.finish_doc()
+        self._added = True
+        self.docnum += 1
+        return None
+
+    add_document._planned = True  # type: ignore[attr-defined]
+    add_document._whoosh = original  # type: ignore[attr-defined]
+    SegmentWriter.add_document = add_document
+
+
+_add_document_planned()
+
+
+INLINE_LIMIT = 2  # postings lists shorter than this are kept in the term's entry (the codec's inlinelimit)
+
+
+def _inlined_postings_written() -> None:
+    """Whoosh 2.7's W3PostingsWriter.finish_postings calls `terminfo.set_inline`, a method
+    W3TermInfo names `set_inlined`, so its codec cannot inline the postings of rare terms
+    (the default limit of 1 never does). With the call fixed and a limit of 2, a term found in
+    one document keeps its posting in the term's entry, which the reader already reads
+    (W3Codec.postings_reader): no block with its own header, pickle and zlib stream for each
+    of the hundreds of thousands of identifiers, author keys and rare words."""
+    if getattr(W3PostingsWriter.finish_postings, "_fixed", False):
+        return
+
+    def finish_postings(self: Any) -> Any:
+        terminfo = self._terminfo
+        if not self.written() and len(self) < self._inlinelimit:
+            terminfo.add_block(self)
+            terminfo.set_inlined(self._ids, self._weights, self._values)
+        else:
+            if self._ids:
+                self._write_block(last=True)
+            terminfo.set_extent(self._startoffset, self._postfile.tell() - self._startoffset)
+        self._terminfo = None
+        return terminfo
+
+    finish_postings._fixed = True  # type: ignore[attr-defined]
+    W3PostingsWriter.finish_postings = finish_postings
+
+
+_inlined_postings_written()
+
+
+def codec() -> W3Codec:
+    """The codec every writer of ours uses: Whoosh's own, inlining single postings."""
+    return W3Codec(inlinelimit=INLINE_LIMIT)
 
 
 def _create_without_keeping_frames() -> None:
@@ -676,7 +840,7 @@ def add_documents(
         name = f"gen-{number:06d}"
         tmp = index_dir / f"{name}.tmp-{os.getpid()}"
         copy_generation(previous, tmp)
-        writer = whoosh_index.open_dir(str(tmp)).writer()
+        writer = whoosh_index.open_dir(str(tmp)).writer(codec=codec())
         for doc in docs:
             writer.update_document(**_to_fields(doc))
         writer.commit(merge=False)
@@ -751,7 +915,11 @@ def _write_full(
     # objects are never walked by their cyclic collectors (nor their pages copied for it).
     gc.freeze()
     try:
-        writer = ix.writer(procs=2, multisegment=True, limitmb=1024) if many else ix.writer(limitmb=1024)
+        writer = (
+            ix.writer(procs=2, multisegment=True, limitmb=1024, codec=codec())
+            if many
+            else ix.writer(limitmb=1024, codec=codec())
+        )
         try:
             for doc in docs:
                 if doc["id"] in hashes:
@@ -785,7 +953,7 @@ def _write_changes(
     ix = whoosh_index.open_dir(str(path))
     changed = [d for d in docs if old.get(d["id"]) != d["hash"]]
     removed = [i for i in old if i not in hashes]
-    writer = ix.writer()
+    writer = ix.writer(codec=codec())
     for doc_id in removed:
         writer.delete_by_term("id", doc_id)
     for doc in changed:

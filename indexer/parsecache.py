@@ -458,8 +458,10 @@ def parse_sources(
     paths = cache.record_files(kb_dir)
     shown = records.shown_paths(paths, shown_root)
     keys = [f"{s}\0{p}" for s, p in zip(shown, paths, strict=True)]
-    hashes = cache.hashes(paths)
     hits = cache.cached(keys)
+    # Only a file with a cache entry needs its hash now (a cold build has none): a miss is
+    # hashed from the very bytes its parse reads.
+    hashes = cache.hashes([p for p, k in zip(paths, keys, strict=True) if k in hits])
     found: dict[Path, records.FileResult] = {}
     with collector_paused():
         for path, name, key in zip(paths, shown, keys, strict=True):
@@ -512,8 +514,10 @@ def _take(
     name: str,
     key: str,
     found: dict[Path, records.FileResult],
+    rows: list[tuple[str, str, bytes]] | None = None,
 ) -> None:
-    """Keep one fresh parse (stat before reading, sha256 of the bytes parsed, pickled result)."""
+    """Keep one fresh parse (stat before reading, sha256 of the bytes parsed, pickled result);
+    its cache row goes into `rows` when given (stored by the caller, many in one statement)."""
     sig, sha, blob = parsed
     cache.stats.parsed += 1
     found[Path(path_s)] = _loads(blob)
@@ -521,7 +525,10 @@ def _take(
     if sig is not None and sha:
         cache._hashes[path_s] = sha
         cache._remember(path_s, sig, sha, time.time_ns())
-        cache.store([(key, sha, blob)])
+        if rows is None:
+            cache.store([(key, sha, blob)])
+        else:
+            rows.append((key, sha, blob))
 
 
 def _parse_one(path_s: str, shown: str) -> tuple[tuple[int, int, int, int] | None, str, bytes]:
@@ -571,8 +578,10 @@ def _parse_in_pool(
             bib_job = pool.apply_async(_parse_bib_job, (str(bib_path), shown_bib))
         jobs = [pool.apply_async(_parse_chunk, ([(p, n) for p, n, _ in chunk],)) for chunk in chunks]
         for chunk, job in zip(chunks, jobs, strict=True):
+            rows: list[tuple[str, str, bytes]] = []
             for (path_s, name, k), parsed in zip(chunk, job.get(), strict=True):
-                _take(cache, parsed, path_s, name, k, found)
+                _take(cache, parsed, path_s, name, k, found, rows)
+            cache.store(rows)
         if bib_job is None:
             return parse_bib(cache, bib_path, shown_bib)
         before, blob, after = bib_job.get()

@@ -285,3 +285,123 @@ def test_postings_grouped_by_term_come_out_as_whoosh_sorts_them() -> None:
         for item in items:
             pool.add(item)
         assert list(pool.items()) == sorted(items)
+
+
+def _segment_contents(path: Path) -> dict[str, Any]:
+    """Everything a reader sees of an index: each field's terms with their postings (document,
+    weight, encoded value) and statistics, stored fields, field lengths and column values."""
+    from whoosh import index as whoosh_index
+
+    ix = whoosh_index.open_dir(str(path))
+    with ix.reader() as reader:
+        terms: dict[tuple[str, bytes], Any] = {}
+        for field, text in reader.all_terms():
+            info = reader.term_info(field, text)
+            postings = reader.postings(field, text)
+            rows = []
+            while postings.is_active():
+                # A posting without a value (Existence fields) reads as None from a block and
+                # as "" from a term's entry: no value, either way.
+                rows.append((postings.id(), postings.weight(), postings.value() or None))
+                postings.next()
+            stats = (info.weight(), info.doc_frequency(), info.min_length(), info.max_length())
+            terms[(field, text)] = (stats, rows)
+        schema = ix.schema
+        docs = list(range(reader.doc_count_all()))
+        return {
+            "terms": terms,
+            "stored": [reader.stored_fields(d) for d in docs],
+            "lengths": {f: [reader.doc_field_length(d, f) for d in docs] for f in schema.scorable_names()},
+            "columns": {f: list(reader.column_reader(f)) for f in schema.names() if schema[f].column_type},
+        }
+
+
+def test_documents_added_directly_index_as_whooshs_own_add_document(tmp_path: Path, monkeypatch: Any) -> None:
+    """index._add_document_planned: over the bundled KB's documents and hard cases, the segment
+    written equals the one Whoosh's own SegmentWriter.add_document writes, term by term,
+    posting by posting, stored field by stored field."""
+    import shutil
+
+    from whoosh import index as whoosh_index
+    from whoosh.writing import SegmentWriter
+
+    from indexer import documents, pipeline
+
+    root = tmp_path / "root"
+    shutil.copytree(PROJECT / "kb", root / "kb")
+    shutil.copy(PROJECT / "references.bib", root / "references.bib")
+    kb = pipeline.load(Settings.for_root(root, root / "index"))
+    docs = [idx._to_fields(doc) for doc in documents.build_documents(kb)]
+    hard = dict(docs[0], id="hard-case")
+    hard.update(
+        text="Créac'h ŒUVRE straße İstanbul 経頭蓋磁気刺激 rTMS rtms RTMS 10-Hz pain pain, pain",
+        authors="O'Reilly Ærø  Jr.",
+        author_keys="Créac'h\tCREACH creach\r\nİSTANBUL  x x",
+        identifiers="",
+        concepts="a\u00a0b c",
+    )
+    docs.append(hard)
+    assert len(docs) > 100
+    planned = SegmentWriter.add_document
+    assert getattr(planned, "_planned", False)
+
+    def write(path: Path) -> dict[str, Any]:
+        path.mkdir()
+        writer = whoosh_index.create_in(str(path), idx.make_schema()).writer()
+        for doc in docs:
+            writer.add_document(**doc)
+        writer.commit()
+        return _segment_contents(path)
+
+    ours = write(tmp_path / "ours")
+    monkeypatch.setattr(SegmentWriter, "add_document", planned._whoosh)
+    theirs = write(tmp_path / "theirs")
+    assert len(ours["terms"]) > 1000
+    assert ours["terms"].keys() == theirs["terms"].keys()
+    for key, value in theirs["terms"].items():
+        assert ours["terms"][key] == value, key
+    for name in ("stored", "lengths", "columns"):
+        assert ours[name] == theirs[name], name
+
+
+def test_single_postings_inlined_read_as_whoosh_writes_them_in_blocks(tmp_path: Path) -> None:
+    """index._inlined_postings_written: with the codec of ours, a term in one document keeps its
+    posting in the term's entry; a reader sees the same terms, postings and statistics as in
+    the segment Whoosh's default codec writes with a block per term."""
+    import shutil
+
+    from whoosh import index as whoosh_index
+    from whoosh.codec.whoosh3 import W3Codec
+
+    from indexer import documents, pipeline
+
+    root = tmp_path / "root"
+    shutil.copytree(PROJECT / "kb", root / "kb")
+    shutil.copy(PROJECT / "references.bib", root / "references.bib")
+    kb = pipeline.load(Settings.for_root(root, root / "index"))
+    docs = [idx._to_fields(doc) for doc in documents.build_documents(kb)]
+
+    def write(path: Path, codec: Any) -> Any:
+        path.mkdir()
+        writer = whoosh_index.create_in(str(path), idx.make_schema()).writer(codec=codec)
+        for doc in docs:
+            writer.add_document(**doc)
+        writer.commit()
+        return whoosh_index.open_dir(str(path))
+
+    ours, theirs = write(tmp_path / "ours", idx.codec()), write(tmp_path / "theirs", W3Codec())
+    with ours.reader() as reader:
+        infos = [reader.term_info(f, t) for f, t in reader.all_terms()]
+    inlined = [i for i in infos if i.is_inlined()]
+    assert inlined and all(i.doc_frequency() == 1 for i in inlined)
+    assert all(i.is_inlined() for i in infos if i.doc_frequency() == 1)
+    assert _segment_contents(tmp_path / "ours") == _segment_contents(tmp_path / "theirs")
+    from whoosh.qparser import QueryParser
+
+    for text in ("pain", "rtms AND sham", '"motor cortex"', "lefaucheur*", "m1 OR dlpfc"):
+        query = QueryParser("text", ours.schema).parse(text)
+        found = []
+        for ix in (ours, theirs):
+            with ix.searcher() as searcher:
+                found.append([(hit["id"], round(hit.score, 9)) for hit in searcher.search(query, limit=None)])
+        assert found[0] == found[1] and found[0], text
