@@ -405,3 +405,21 @@ def test_single_postings_inlined_read_as_whoosh_writes_them_in_blocks(tmp_path: 
             with ix.searcher() as searcher:
                 found.append([(hit["id"], round(hit.score, 9)) for hit in searcher.search(query, limit=None)])
         assert found[0] == found[1] and found[0], text
+
+
+def test_record_files_are_named_as_pathlib_names_them(tmp_path: Path, monkeypatch: Any) -> None:
+    """records.record_files fills pathlib's cache of each path's text: it equals the text of
+    the same path made by pathlib, from an absolute, a relative, the current and the root
+    directory."""
+    from indexer import records
+
+    (tmp_path / "kb" / "studies").mkdir(parents=True)
+    (tmp_path / "kb" / "studies" / "a.yaml").write_text("id: a\n")
+    (tmp_path / "kb" / "b.yaml").write_text("id: b\n")
+    monkeypatch.chdir(tmp_path)
+    for kb_dir in (tmp_path / "kb", Path("kb"), Path("kb/studies"), Path("."), Path(".") / "kb"):
+        listed = list(records.record_files(kb_dir))
+        assert listed == sorted(kb_dir.rglob("*.yaml"))
+        assert [str(p) for p in listed] == [str(Path(*p.parts)) for p in listed]
+    for folder in (Path("/"), Path("."), Path("kb"), tmp_path):
+        assert str(records._child(folder, "x.yaml")) == str(Path(str(folder)) / "x.yaml")
