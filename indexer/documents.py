@@ -5,6 +5,7 @@ Nothing here imports Whoosh; index.py decides how these fields are stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -314,15 +315,20 @@ def author_keys(author: Author) -> list[str]:
     a compound one ('andre', 'obadia'), and the joined name with the first or all initials
     ('andreobadia_n', as PubMed's [au] reads 'André-Obadia N'), or with none when the given name
     is not recorded ('andreobadia_')."""
-    parts = fold(f"{author.von} {author.last}").replace(".", " ").split()
+    return list(_author_keys(author.von, author.last, author.first))
+
+
+@functools.lru_cache(maxsize=1 << 17)  # a study's document and its reference's name the same authors
+def _author_keys(von: str, last: str, first: str) -> tuple[str, ...]:
+    parts = fold(f"{von} {last}").replace(".", " ").split()
     if not parts:
-        return []
+        return ()
     family = "".join(parts)
-    initials = "".join(p[0] for p in fold(author.first).replace(".", " ").split() if p[0].isalpha())
+    initials = "".join(p[0] for p in fold(first).replace(".", " ").split() if p[0].isalpha())
     keys = [family, *(parts if len(parts) > 1 else [])]
     # 'andreobadia_': the given name is not recorded, so any initials may be this author's
     keys += [f"{family}_{initials[:n]}" for n in sorted({1, len(initials)})] if initials else [f"{family}_"]
-    return list(dict.fromkeys(keys))
+    return tuple(dict.fromkeys(keys))
 
 
 def _author_fields(ref: Reference | None) -> dict[str, list[str]]:

@@ -255,7 +255,7 @@ class ParseCache:
     def nodes(self) -> dict[str, str]:
         """Document id -> the content hash of its own source, as of the last build."""
         if self._nodes is None:
-            self._nodes = {str(i): str(v) for i, v in self.db.query("SELECT id, value FROM nodes")}
+            self._nodes = dict(self.db.query("SELECT id, value FROM nodes"))  # TEXT columns: str
         return self._nodes
 
     def all_links(self) -> dict[str, list[str]]:
