@@ -215,9 +215,7 @@ def _index_mode(field: Any) -> str:
     "id" (Existence of the whole value) or "whoosh" (the field's own index(), for anything
     else)."""
     fmt, ana = field.format, field.analyzer
-    if not field.indexed or type(field).index is not FieldType.index or field.vector:
-        return "whoosh"
-    if field.separate_spelling():
+    if not field.indexed or type(field).index is not FieldType.index:
         return "whoosh"
     if type(fmt) is Positions and isinstance(ana, TextAnalyzer):
         return "text"
@@ -232,12 +230,25 @@ def _index_mode(field: Any) -> str:
     return "whoosh"
 
 
-def _plan(schema: Any) -> dict[str, tuple[Any, str, Any]]:
-    """field name -> (field, index mode, column type), worked out once per schema object."""
-    plan: dict[str, tuple[Any, str, Any]] | None = getattr(schema, "_tmskb_plan", None)
-    if plan is None:
-        plan = {name: (f, _index_mode(f) if f.indexed else "", f.column_type) for name, f in schema.items()}
-        schema._tmskb_plan = plan
+_PLANS: dict[int, tuple[Any, dict[str, tuple[Any, str, Any]] | None]] = {}  # id(schema) -> (schema, plan)
+
+
+def _plan(schema: Any) -> dict[str, tuple[Any, str, Any]] | None:
+    """field name -> (field, index mode, column type), worked out once per schema object (kept
+    here, not on the schema, which Whoosh pickles into every index's table of contents). None
+    when a field has term vectors or a separate spelling field, which only Whoosh's own
+    add_document writes."""
+    known = _PLANS.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    plan: dict[str, tuple[Any, str, Any]] | None = {
+        name: (f, _index_mode(f) if f.indexed else "", f.column_type) for name, f in schema.items()
+    }
+    if any(f.vector or f.separate_spelling() for _, f in schema.items()):
+        plan = None
+    if len(_PLANS) >= 16:
+        _PLANS.clear()
+    _PLANS[id(schema)] = (schema, plan)
     return plan
 
 
@@ -285,8 +296,8 @@ def _add_document_planned() -> None:
 
     def add_document(self: Any, **fields: Any) -> None:
         plan = _plan(self.schema)
-        if any(name.startswith("_") or name not in plan for name in fields):
-            return original(self, **fields)  # boosts, or an unknown field (Whoosh says which)
+        if plan is None or any(name.startswith("_") or name not in plan for name in fields):
+            return original(self, **fields)  # boosts, an unknown field (Whoosh says which), vectors
         self._check_state()
         perdoc, docnum, add_post = self.perdocwriter, self.docnum, self.pool.add
         perdoc.start_doc(docnum)

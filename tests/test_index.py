@@ -287,6 +287,19 @@ def test_postings_grouped_by_term_come_out_as_whoosh_sorts_them() -> None:
         assert list(pool.items()) == sorted(items)
 
 
+def _bundled_fields(tmp_path: Path) -> list[dict[str, Any]]:
+    """The bundled KB's documents, as add_document takes them."""
+    import shutil
+
+    from indexer import documents, pipeline
+
+    root = tmp_path / "root"
+    shutil.copytree(PROJECT / "kb", root / "kb")
+    shutil.copy(PROJECT / "references.bib", root / "references.bib")
+    kb = pipeline.load(Settings.for_root(root, root / "index"))
+    return [idx._to_fields(doc) for doc in documents.build_documents(kb)]
+
+
 def _segment_contents(path: Path) -> dict[str, Any]:
     """Everything a reader sees of an index: each field's terms with their postings (document,
     weight, encoded value) and statistics, stored fields, field lengths and column values."""
@@ -320,18 +333,11 @@ def test_documents_added_directly_index_as_whooshs_own_add_document(tmp_path: Pa
     """index._add_document_planned: over the bundled KB's documents and hard cases, the segment
     written equals the one Whoosh's own SegmentWriter.add_document writes, term by term,
     posting by posting, stored field by stored field."""
-    import shutil
 
     from whoosh import index as whoosh_index
     from whoosh.writing import SegmentWriter
 
-    from indexer import documents, pipeline
-
-    root = tmp_path / "root"
-    shutil.copytree(PROJECT / "kb", root / "kb")
-    shutil.copy(PROJECT / "references.bib", root / "references.bib")
-    kb = pipeline.load(Settings.for_root(root, root / "index"))
-    docs = [idx._to_fields(doc) for doc in documents.build_documents(kb)]
+    docs = _bundled_fields(tmp_path)
     hard = dict(docs[0], id="hard-case")
     hard.update(
         text="Créac'h ŒUVRE straße İstanbul 経頭蓋磁気刺激 rTMS rtms RTMS 10-Hz pain pain, pain",
@@ -368,18 +374,11 @@ def test_single_postings_inlined_read_as_whoosh_writes_them_in_blocks(tmp_path: 
     """index._inlined_postings_written: with the codec of ours, a term in one document keeps its
     posting in the term's entry; a reader sees the same terms, postings and statistics as in
     the segment Whoosh's default codec writes with a block per term."""
-    import shutil
 
     from whoosh import index as whoosh_index
     from whoosh.codec.whoosh3 import W3Codec
 
-    from indexer import documents, pipeline
-
-    root = tmp_path / "root"
-    shutil.copytree(PROJECT / "kb", root / "kb")
-    shutil.copy(PROJECT / "references.bib", root / "references.bib")
-    kb = pipeline.load(Settings.for_root(root, root / "index"))
-    docs = [idx._to_fields(doc) for doc in documents.build_documents(kb)]
+    docs = _bundled_fields(tmp_path)
 
     def write(path: Path, codec: Any) -> Any:
         path.mkdir()
@@ -423,3 +422,33 @@ def test_record_files_are_named_as_pathlib_names_them(tmp_path: Path, monkeypatc
         assert [str(p) for p in listed] == [str(Path(*p.parts)) for p in listed]
     for folder in (Path("/"), Path("."), Path("kb"), tmp_path):
         assert str(records._child(folder, "x.yaml")) == str(Path(str(folder)) / "x.yaml")
+
+
+def test_documents_of_a_schema_with_vectors_or_spelling_take_whooshs_own_path(tmp_path: Path) -> None:
+    """index._add_document_planned leaves to Whoosh what it does not make itself: term vectors
+    and separate spelling words are written, and the schema pickled into the index's table of
+    contents carries nothing of ours."""
+    import pickle
+
+    from whoosh import index as whoosh_index
+    from whoosh.analysis import StemmingAnalyzer
+    from whoosh.fields import ID, TEXT, Schema
+
+    schema = Schema(
+        id=ID(stored=True), body=TEXT(vector=True), spelled=TEXT(analyzer=StemmingAnalyzer(), spelling=True)
+    )
+    ix = whoosh_index.create_in(str(tmp_path), schema)
+    writer = ix.writer()
+    writer.add_document(id="a", body="motor cortex stimulation", spelled="stimulations of cortices")
+    writer.commit()
+    assert "_tmskb" not in repr(pickle.dumps(ix.schema))
+    with whoosh_index.open_dir(str(tmp_path)).reader() as reader:
+        assert reader.has_vector(0, "body")
+        assert sorted(t for t, _ in reader.vector_as("weight", 0, "body")) == [
+            "cortex",
+            "motor",
+            "stimulation",
+        ]
+        assert "stimulations" in [
+            w.decode() if isinstance(w, bytes) else w for w in reader.lexicon("spell_spelled")
+        ]
