@@ -242,10 +242,27 @@ class _SignalWakeup(wasyncore.file_dispatcher):
             pass
 
 
+ACCEPTED_GRACE = 0.5  # seconds a just-accepted connection is given to send its request
+
+
 def _busy(socket_map: dict[int, Any]) -> bool:
-    """True while a connection has a request queued or running, or a response not yet sent."""
+    """True while a connection has a request queued, running or partly read, or a response not
+    yet sent, or was accepted less than ACCEPTED_GRACE ago and has sent nothing yet: the loop
+    can accept a connection in the same turn it decides to stop (a service thread sent the last
+    response itself and the client connected again at once); closing it with its request unread
+    would reset it."""
+    now = time.time()
     return any(
-        isinstance(channel, HTTPChannel) and (channel.requests or channel.total_outbufs_len)
+        isinstance(channel, HTTPChannel)
+        and bool(
+            channel.requests
+            or channel.total_outbufs_len
+            or channel.request is not None
+            or (
+                channel.last_activity == channel.creation_time
+                and now - channel.creation_time < ACCEPTED_GRACE
+            )
+        )
         for channel in list(socket_map.values())
     )
 

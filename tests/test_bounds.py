@@ -121,6 +121,15 @@ def test_a_worker_is_replaced_after_max_requests_without_failing_a_request(index
         assert len(pids) >= 3, pids  # replaced twice at least (a new pid after each 15 requests)
 
 
+def test_requests_arriving_as_a_worker_retires_are_served_not_reset(index_dir, tmp_path) -> None:
+    """A worker replaced every 3 requests, 30 times in a row: a connection it accepted in the turn
+    it decided to stop (the client connected again as soon as the last response arrived) is
+    served before it exits, never closed with its request unread (a reset, before the fix)."""
+    with served(index_dir, tmp_path, workers=1, max_requests=3, max_requests_jitter=0) as (port, master):
+        statuses = [get(port, f"/api/search?q=pain&page={1 + i % 3}") for i in range(90)]
+    assert [s for s in statuses if s != 200] == []
+
+
 def test_a_worker_past_the_memory_ceiling_is_replaced(index_dir, tmp_path) -> None:
     with served(index_dir, tmp_path, workers=1, max_memory_mb=1) as (port, master):
         first = set(workers_of(master))
