@@ -267,16 +267,8 @@ def _postings(  # noqa: PLR0911 - one return per index mode
         for word in _SPACE_RE.findall(value.lower() if mode == "keyword" else value):
             freqs[word] = freqs.get(word, 0) + 1
         return [(w.encode("utf-8"), n, float(n) * fb, pack_uint(n)) for w, n in freqs.items()]
-    poses: dict[str, list[int]] = {}
-    fold = field.analyzer._fold
-    for pos, match in enumerate(field.analyzer.expression.finditer(value)):
-        word = fold(match.group(0))
-        known = poses.get(word)
-        if known is None:
-            poses[word] = [pos]
-        else:
-            known.append(pos)
     encode = field.format.encode
+    poses = field.analyzer.positions(value)
     return [(w.encode("utf-8"), len(p), float(len(p)) * fb, encode(p)) for w, p in poses.items()]
 
 
@@ -528,6 +520,20 @@ class TextAnalyzer(Tokenizer):
                 self._stems.clear()
             stem = self._stems[text] = porter_stem(text)
         return stem
+
+    def positions(self, value: str) -> dict[str, list[int]]:
+        """Each word's positions in `value`, in order of first appearance: what indexing a
+        value with positions takes from the tokens __call__ yields, without making them."""
+        poses: dict[str, list[int]] = {}
+        fold = self._fold
+        for pos, match in enumerate(self.expression.finditer(value)):
+            word = fold(match.group(0))
+            known = poses.get(word)
+            if known is None:
+                poses[word] = [pos]
+            else:
+                known.append(pos)
+        return poses
 
     def __call__(  # noqa: PLR0913 - Whoosh's tokenizer protocol
         self,

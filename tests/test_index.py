@@ -187,19 +187,11 @@ def _assert_facet_store_equals_whoosh(store: Any, ix: Any) -> None:
 def test_the_text_analyzer_gives_the_tokens_of_whooshs_own_chain() -> None:
     """index.TextAnalyzer replaces RegexTokenizer | LowercaseFilter | CharsetFilter | StemFilter
     for speed: over the bundled KB's text and hard cases, in every mode, the tokens are equal."""
-    import shutil
     import tempfile
 
-    from indexer import documents, pipeline
-
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        shutil.copytree(PROJECT / "kb", root / "kb")
-        shutil.copy(PROJECT / "references.bib", root / "references.bib")
-        kb = pipeline.load(Settings.for_root(root, root / "index"))
-    texts = [
-        str(doc.get(name) or "") for doc in documents.build_documents(kb) for name in ("text", "authors")
-    ]
+        docs = _bundled_fields(Path(tmp))
+    texts = [str(doc.get(name) or "") for doc in docs for name in ("text", "authors")]
     texts += [
         "Créac'h São Paulo naïve ŒUVRE Ærø straße İstanbul",
         "経頭蓋磁気刺激 rTMS 治療 10-Hz M1 (n=20) p<0.05 O'Reilly's",
