@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from . import delta, depgraph, documents, kbversion, leftout, parsecache, pipeline
@@ -155,7 +154,7 @@ class _State:
     is_delta: bool = False
     references: dict[str, Reference] = field(default_factory=dict)  # every one, left out or not
     clean: bool = False  # no problem anywhere: the next build may be a delta
-    hashes: dict[Path, str] | None = None  # of every source file, as the fingerprint takes them
+    hashes: dict[str, str] | None = None  # of every source file by its text, for the fingerprint
 
     def meta(self, settings: Settings, cache: ParseCache) -> dict[str, str]:
         """What delta.prepare compares the next build's sources with (a delta keeps it)."""
@@ -164,13 +163,13 @@ class _State:
         kinds = {r.id: depgraph.record_kind(r) for r in self.kb.records}
         return {
             "clean": "1" if self.clean else "0",
-            "listing": delta.listing_digest(cache.record_files(settings.kb_dir)),
+            "listing": delta.listing_digest(cache.record_paths(settings.kb_dir)),
             "kinds": json.dumps(kinds, sort_keys=True),
         }
 
 
 def _whole(
-    settings: Settings, cache: ParseCache | None, force: bool, strict: bool, hashes: dict[Path, str] | None
+    settings: Settings, cache: ParseCache | None, force: bool, strict: bool, hashes: dict[str, str] | None
 ) -> _State:
     """Read, check and grade every source (unchanged files from the parse cache)."""
     loaded = pipeline.load(settings, cache=cache)
@@ -207,16 +206,17 @@ def _bib_extras(
     return value
 
 
-def _sources(settings: Settings, cache: ParseCache) -> list[Path]:
-    """pipeline.source_files, with the record files listed once for the whole build."""
+def _sources(settings: Settings, cache: ParseCache) -> list[str]:
+    """The text of each of pipeline.source_files, with the record files listed once for the
+    whole build (and no Path made for each: see records.record_paths)."""
     kb_dir = settings.kb_dir
     if not kb_dir.is_dir():
-        return pipeline.source_files(settings)
-    return [*pipeline.source_files(settings, records=False), *cache.record_files(kb_dir)]
+        return [str(path) for path in pipeline.source_files(settings)]
+    return [*map(str, pipeline.source_files(settings, records=False)), *cache.record_paths(kb_dir)]
 
 
 def _graph(
-    kb: pipeline.KB, cache: ParseCache, settings: Settings, hashes: dict[Any, str]
+    kb: pipeline.KB, cache: ParseCache, settings: Settings, hashes: dict[str, str]
 ) -> depgraph.Graph | None:
     ruleset_id = kb.ruleset.id if kb.ruleset else ""
     return depgraph.graph(kb.records, kb.references, kb.aliases, ruleset_id, cache, settings, hashes)

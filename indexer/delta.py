@@ -51,18 +51,18 @@ class Delta:
     plan: depgraph.Plan
 
 
-def listing_digest(paths: Iterable[Path]) -> str:
+def listing_digest(paths: Iterable[str]) -> str:
     """Which record files there are (a file added, removed or renamed changes it)."""
-    return hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()
+    return hashlib.sha256("\n".join(paths).encode()).hexdigest()
 
 
-def prepare(settings: Settings, cache: ParseCache, hashes: Mapping[Path, str]) -> Delta | None:
+def prepare(settings: Settings, cache: ParseCache, hashes: Mapping[str, str]) -> Delta | None:
     """The delta of this build, or None when the whole build is needed (see the module doc)."""
     live = idx.current_dir(settings.index_dir)
     if cache.meta("clean") != "1" or live is None or cache.meta("generation") != live.name:
         return None
-    paths = cache.record_files(settings.kb_dir)
-    bib_sha = hashes.get(settings.bib_path, "")
+    paths = cache.record_paths(settings.kb_dir)
+    bib_sha = hashes.get(str(settings.bib_path), "")
     if cache.meta("listing") != listing_digest(paths) or not bib_sha or cache.meta("bib") != bib_sha:
         return None
     kinds = _kinds(cache)
@@ -89,15 +89,15 @@ def _changed(
     settings: Settings,
     cache: ParseCache,
     kinds: Mapping[str, str],
-    paths: list[Path],
-    hashes: Mapping[Path, str],
-) -> tuple[dict[Path, tuple[str, str]], dict[str, Path]] | None:
+    paths: list[str],
+    hashes: Mapping[str, str],
+) -> tuple[dict[str, tuple[str, str]], dict[str, str]] | None:
     """Changed record files (path -> (shown path, id last time)), and every record file by its
     shown path; None when a file is not the last build's or too many changed."""
     nodes = cache.nodes()
     unchanged = {nodes.get(doc_id, ""): doc_id for doc_id in kinds}  # "shown\0sha" as last built
-    changed: dict[Path, tuple[str, str]] = {}
-    shown_of: dict[str, Path] = {}
+    changed: dict[str, tuple[str, str]] = {}
+    shown_of: dict[str, str] = {}
     for path, shown in zip(paths, records.shown_paths(paths, settings.root), strict=True):
         shown_of[shown] = path
         if f"{shown}\0{hashes.get(path, '')}" not in unchanged:
@@ -115,10 +115,10 @@ def _changed(
 def _delta(
     settings: Settings,
     cache: ParseCache,
-    hashes: Mapping[Path, str],
+    hashes: Mapping[str, str],
     kinds: dict[str, str],
-    changed: dict[Path, tuple[str, str]],
-    shown_of: dict[str, Path],
+    changed: dict[str, tuple[str, str]],
+    shown_of: dict[str, str],
 ) -> Delta | None:
     edited = _parse_changed(cache, changed, kinds)
     shared = _shared(settings)
@@ -164,13 +164,14 @@ def _delta(
 
 
 def _parse_changed(
-    cache: ParseCache, changed: dict[Path, tuple[str, str]], kinds: Mapping[str, str]
+    cache: ParseCache, changed: dict[str, tuple[str, str]], kinds: Mapping[str, str]
 ) -> list[Record] | None:
     """The changed records; None if one has a problem, another id or type, or is a scale."""
-    results = parsecache.parse_files(cache, [(path, shown) for path, (shown, _) in changed.items()])
+    paths = {text: Path(text) for text in changed}
+    results = parsecache.parse_files(cache, [(paths[text], shown) for text, (shown, _) in changed.items()])
     out = []
-    for path, (_, old_id) in changed.items():
-        record, problems, repaired = results[path]
+    for text, (_, old_id) in changed.items():
+        record, problems, repaired = results[paths[text]]
         if record is None or problems or repaired is not None or record.id != old_id:
             return None
         kind = depgraph.record_kind(record)
@@ -212,7 +213,7 @@ def _reach(start: set[str], links: Mapping[str, list[str]], back: Mapping[str, s
 
 
 def _load(
-    cache: ParseCache, wanted: set[str], edited: list[Record], shown_of: Mapping[str, Path]
+    cache: ParseCache, wanted: set[str], edited: list[Record], shown_of: Mapping[str, str]
 ) -> list[Record] | None:
     """The wanted records: the edited ones as parsed, the others from the parse cache."""
     nodes = cache.nodes()

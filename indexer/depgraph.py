@@ -11,7 +11,6 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from . import index as idx
 from . import parsecache
@@ -60,7 +59,7 @@ def graph(
     ruleset_id: str,
     cache: ParseCache,
     settings: Settings,
-    hashes: Mapping[Any, str],
+    hashes: Mapping[str, str],
 ) -> Graph | None:
     """The dependency graph of this build's documents; None if a source's hash is unknown."""
     values: dict[str, str] = {}
@@ -92,13 +91,13 @@ def graph(
 
 
 def shared_digest(
-    settings: Settings, ruleset_id: str, hashes: Mapping[Any, str], scales: Iterable[str]
+    settings: Settings, ruleset_id: str, hashes: Mapping[str, str], scales: Iterable[str]
 ) -> str:
     """What every document depends on: the indexer's code and schema, the default rule set,
     the vocabularies, rule sets and curation files, and the scales ("path\\0sha" of each)."""
     shared = hashlib.sha256()
     kb_dir = settings.kb_dir
-    shared_dirs = tuple(os.path.join(kb_dir / name, "") for name in NOT_RECORDS)  # a cheap test first
+    shared_dirs = tuple(os.path.join(kb_dir / name, "") for name in NOT_RECORDS)
     for part in (
         parsecache.DOCS_VERSION,
         str(idx.SCHEMA_VERSION),
@@ -109,7 +108,8 @@ def shared_digest(
         *sorted(
             f"{p}\0{sha}"
             for p, sha in hashes.items()
-            if str(p).startswith(shared_dirs) and p.parent.parent == kb_dir and p.parent.name in NOT_RECORDS
+            if p.startswith(shared_dirs)  # a cheap test first, then: right inside one of them
+            and os.path.join(os.path.dirname(p), "") in shared_dirs
         ),
         *sorted(scales),  # every recommendation shows its level in the guideline's scale
     ):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import bib, records
 from .models import Problem, Reference
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 FILENAME = "parse-cache.sqlite"
 PACKAGE = Path(__file__).resolve().parent
+_P = TypeVar("_P", str, Path)  # a file named by its text or its Path: hashes keeps what it is given
 RACY_NS = 2_000_000_000  # a file changed this recently may change again unseen within one tick
 MEMO_RECENT_MAX = 500  # results kept beside a memo before the whole memo is written again
 
@@ -140,18 +141,26 @@ class ParseCache:
     _hashes: dict[str, str] = field(default_factory=dict)  # absolute path -> sha256 (this build)
     shas: dict[str, str] = field(default_factory=dict)  # shown path -> sha256 of each file parsed
     _nodes: dict[str, str] | None = None
-    _listed: dict[str, list[Path]] = field(default_factory=dict)
+    _listed: dict[str, list[str]] = field(default_factory=dict)
+    _files: dict[str, list[Path]] = field(default_factory=dict)
 
     # -- file hashes ---------------------------------------------------------------------------
 
-    def record_files(self, kb_dir: Path) -> list[Path]:
-        """records.record_files, listed once per build (the fingerprint and the parse need it)."""
+    def record_paths(self, kb_dir: Path) -> list[str]:
+        """records.record_paths, listed once per build (the fingerprint and the parse need it)."""
         key = str(kb_dir)
         if key not in self._listed:
-            self._listed[key] = list(records.record_files(kb_dir))
+            self._listed[key] = records.record_paths(kb_dir)
         return self._listed[key]
 
-    def hashes(self, paths: Iterable[Path]) -> dict[Path, str]:
+    def record_files(self, kb_dir: Path) -> list[Path]:
+        """records.record_files, as Paths (made once per build, and only when a file is read)."""
+        key = str(kb_dir)
+        if key not in self._files:
+            self._files[key] = list(records.as_paths(self.record_paths(kb_dir)))
+        return self._files[key]
+
+    def hashes(self, paths: Iterable[_P]) -> dict[_P, str]:
         """sha256 of each existing file ('' for a missing one), reading only changed files."""
         if not self._stamps:
             self._stamps = {
@@ -159,7 +168,7 @@ class ParseCache:
                 for row in self.db.query("SELECT path, size, mtime, ctime, ino, sha FROM stamps")
             }
         stamps, known = self._stamps, self._hashes
-        out: dict[Path, str] = {}
+        out: dict[_P, str] = {}
         now = time.time_ns()
         for path in paths:  # a tight loop: an edit at 100k records stats every file
             key = str(path)

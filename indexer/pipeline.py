@@ -201,24 +201,24 @@ def source_files(settings: Settings, records: bool = True) -> list[Path]:
     return [settings.bib_path, *extra, *(record_files(kb_dir) if records else ())]
 
 
-def fingerprint(settings: Settings, hashes: Mapping[Path, str] | None = None) -> str:
+def fingerprint(settings: Settings, hashes: Mapping[str, str] | None = None) -> str:
     """Hash of every source file's path and content hash: equal fingerprints mean nothing changed.
 
-    `hashes` (parsecache.ParseCache.hashes of source_files(settings), in that order: sha256
-    of each file, '' if missing) saves reading unchanged files; without it every file is read.
+    `hashes` (parsecache.ParseCache.hashes of the text of each of source_files(settings), in
+    that order: sha256 of each file, '' if missing) saves reading unchanged files; without it
+    every file is read.
     """
     root = os.path.join(settings.root, "")
     cut = len(root)
     if hashes is None:
         pairs = [
-            (path, hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "")
+            (str(path), hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "")
             for path in source_files(settings)
         ]
     else:
         pairs = list(hashes.items())
     parts = []
-    for path, sha in pairs:  # one string hashed at once: an edit at 100k records lists every file
-        text = str(path)
+    for text, sha in pairs:  # one string hashed at once: an edit at 100k records lists every file
         parts.append(f"{text[cut:] if text.startswith(root) else text}\0{sha or '<missing>'}\0")
     digest = hashlib.sha256("".join(parts).encode())
     return digest.hexdigest()

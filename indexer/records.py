@@ -39,18 +39,33 @@ def record_files(kb_dir: Path) -> Iterator[Path]:
     """Every record file under kb_dir, sorted, skipping vocabularies and rule sets.
 
     What `sorted(kb_dir.rglob("*.yaml"))` lists, in that order, at a third of its cost (an
-    edit at 100k records lists every file): directories are walked with os.scandir, without
-    following links to directories, and sorted by their parts, as Path compares them."""
-    found: list[tuple[str, ...]] = []
-    _walk(str(kb_dir), (), found)
-    folders: dict[tuple[str, ...], Path] = {}
-    for parts in sorted(found):
-        if parts[0] in NOT_RECORDS:
+    edit at 100k records lists every file)."""
+    return as_paths(record_paths(kb_dir))
+
+
+def record_paths(kb_dir: Path) -> list[str]:
+    """The text of each path record_files lists, in its order, with no Path made: a no-op or
+    an edit at 100k records only stats the files, and 50k Path objects (made and hashed as
+    dict keys) cost more than the stats. Directories are walked with os.scandir, without
+    following links to directories, each one's entries sorted by name: the order of sorting
+    the paths by their parts, as Path compares them."""
+    found: list[str] = []
+    _walk(str(kb_dir), found, NOT_RECORDS)
+    return found
+
+
+def as_paths(texts: Iterable[str]) -> Iterator[Path]:
+    """A Path for each of record_paths' texts, its folder parsed once."""
+    folders: dict[str, Path] = {}
+    for text in texts:
+        head, _, name = text.rpartition(os.sep)
+        if not head:  # a file of "." or of "/"
+            yield Path(text)
             continue
-        folder = folders.get(parts[:-1])
+        folder = folders.get(head)
         if folder is None:
-            folder = folders[parts[:-1]] = kb_dir.joinpath(*parts[:-1])
-        yield _child(folder, parts[-1])
+            folder = folders[head] = Path(head)
+        yield _child(folder, name)
 
 
 def _child(folder: Path, name: str) -> Path:
@@ -76,17 +91,21 @@ def _joined(folder: str, name: str) -> str:
 _IGNORED_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # as pathlib's glob
 
 
-def _walk(directory: str, parts: tuple[str, ...], found: list[tuple[str, ...]]) -> None:
+def _walk(directory: str, found: list[str], skipped: tuple[str, ...] = ()) -> None:
     try:
         with os.scandir(directory) as listing:
-            entries = list(listing)
+            entries = sorted(listing, key=_name)
     except OSError as exc:
         if exc.errno in _IGNORED_ERRNOS:
             return
         raise
     for entry in entries:
-        if entry.name.endswith(".yaml"):
-            found.append((*parts, entry.name))
+        name = entry.name
+        if name in skipped:
+            continue
+        path = _joined(directory, name)
+        if name.endswith(".yaml"):  # as rglob, a folder named *.yaml too (reading it fails)
+            found.append(path)
         try:
             into = entry.is_dir() and not entry.is_symlink()
         except OSError as exc:
@@ -94,7 +113,11 @@ def _walk(directory: str, parts: tuple[str, ...], found: list[tuple[str, ...]]) 
                 raise
             into = False
         if into:
-            _walk(entry.path, (*parts, entry.name), found)
+            _walk(path, found)
+
+
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
 
 
 @dataclass
@@ -149,7 +172,7 @@ def shown_path(path: Path, root: Path) -> str:
     return shown_paths([path], root)[0]
 
 
-def shown_paths(paths: Iterable[Path], root: Path) -> list[str]:
+def shown_paths(paths: Iterable[Path | str], root: Path) -> list[str]:
     """shown_path of each (a build names every record file: the prefix is worked out once)."""
     prefix = os.path.join(root, "")
     cut = len(prefix)
@@ -160,7 +183,7 @@ def shown_paths(paths: Iterable[Path], root: Path) -> list[str]:
             out.append(text[cut:])
             continue
         try:
-            out.append(str(path.relative_to(root)))
+            out.append(str(Path(path).relative_to(root)))
         except ValueError:
             out.append(text)
     return out
