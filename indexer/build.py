@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from . import delta, depgraph, documents, kbversion, leftout, parsecache, pipeline
 from . import index as idx
@@ -81,14 +80,13 @@ def _ensure(
     known, sources = _bib_extras(cache, settings, state.references)
     extra = documents.index_extras(kb, known=known, sources=sources)
     extra[idx.PAGES]["left_out"] = [item.as_json() for item in state.left_out]
-    built: list[tuple[str, str, list[str], list[str]]] = []  # what the cache keeps of each document
+    built: list[tuple[str, str, list[str], str]] = []  # what the cache keeps of each document
 
-    def observe(doc: dict[str, Any], words: set[str]) -> None:
-        doc_id = doc["id"]
+    def observe(doc_id: str, words: str) -> None:
         if graph is None:
-            built.append((doc_id, "", [], []))
+            built.append((doc_id, "", [], ""))
         else:
-            built.append((doc_id, graph.values.get(doc_id, ""), graph.links.get(doc_id, []), sorted(words)))
+            built.append((doc_id, graph.values.get(doc_id, ""), graph.links.get(doc_id, []), words))
 
     report: idx.BuildReport | None = None
     if plan is not None:
@@ -125,6 +123,7 @@ def _ensure(
             progress=progress,
             count=total,
             observe=observe,
+            shares=documents.document_shares(kb),
         )
     if cache is not None and graph is not None:
         removed = [] if plan is None else [i for i in cache.nodes() if i not in graph.values]

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -90,6 +90,17 @@ def iter_documents(kb: KB, only: Set[str] | None = None) -> Iterator[dict[str, A
         doc = _with_extras(doc, record, kb)
         doc["hash"] = content_hash(doc)
         yield doc
+
+
+def document_shares(kb: KB) -> Callable[[int, int], Iterator[dict[str, Any]]]:
+    """iter_documents(kb) cut in n interleaved shares: share(k, n) makes share k alone, so
+    that each writer process of a full build makes only the documents it writes."""
+    ids = [*(reference_id(key) for key in kb.references), *(r.id for r in kb.records)]
+
+    def share(k: int, n: int) -> Iterator[dict[str, Any]]:
+        return iter_documents(kb, only=set(ids[k::n]))
+
+    return share
 
 
 def _study_links(kb: KB) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:

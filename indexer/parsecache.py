@@ -282,20 +282,21 @@ class ParseCache:
 
     def save_nodes(
         self,
-        rows: list[tuple[str, str, list[str], list[str]]],
+        rows: list[tuple[str, str, list[str], str]],
         removed: Iterable[str],
         meta: dict[str, str],
         *,
         replace_all: bool,
     ) -> None:
-        """Store (id, value, links, words) of rebuilt documents, forget removed ones, set meta."""
+        """Store (id, value, links, words) of rebuilt documents (words as index.words_text
+        gives them), forget removed ones, set meta."""
         self._nodes = None
         if replace_all:
             self.db.write("DELETE FROM nodes")
         self.db.write_many("DELETE FROM nodes WHERE id = ?", [(i,) for i in removed])
         self.db.write_many(
             "INSERT OR REPLACE INTO nodes(id, value, links, words) VALUES (?, ?, ?, ?)",
-            [(i, v, "\n".join(links), " ".join(words)) for i, v, links, words in rows],
+            [(i, v, "\n".join(links), words) for i, v, links, words in rows],
         )
         self.db.write_many("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import build
 
 from indexer import index as idx
@@ -35,6 +36,27 @@ def test_build_then_noop_then_one_record_update(settings) -> None:
     assert (report.added, report.updated, report.deleted, report.unchanged) == (0, 1, 0, 11)
     hits = search(settings.index_dir, Query.make("sleep")).hits
     assert [h.id for h in hits] == ["delta2015test"]
+
+
+def test_an_update_keeps_the_json_files_it_leaves_unchanged_and_rewrites_the_others(settings) -> None:
+    """An update links the previous generation's files; a JSON file whose content did not
+    change is kept as that link (no write), one that changed is written anew."""
+    build(settings)
+    before = idx.current_dir(settings.index_dir)
+    study = settings.kb_dir / "studies" / "delta2015test.yaml"
+    study.write_text(study.read_text().replace("fibromyalgia pain", "fibromyalgia pain or sleep", 1))
+    vocab = settings.kb_dir / "vocab" / "targets.yaml"
+    vocab.write_text(vocab.read_text().replace("(DLPFC)", "(DLPFC, edited)", 1))
+    report = build(settings)
+    after = idx.current_dir(settings.index_dir)
+    assert report is not None and not report.full and before is not None and after is not None
+    assert after != before
+    for name in (idx.KNOWN, idx.RULESETS, idx.ALIASES):  # the same references, rule sets, aliases
+        assert (after / name).read_bytes() == (before / name).read_bytes()
+        assert (after / name).stat().st_ino == (before / name).stat().st_ino, name
+    assert "DLPFC, edited" in (after / idx.VOCAB).read_text("utf-8")
+    assert (after / idx.VOCAB).stat().st_ino != (before / idx.VOCAB).stat().st_ino
+    assert "DLPFC, edited" not in (before / idx.VOCAB).read_text("utf-8")  # the old one as it was
 
 
 def test_deleted_record_leaves_the_index(settings) -> None:
@@ -281,15 +303,9 @@ def test_postings_grouped_by_term_come_out_as_whoosh_sorts_them() -> None:
 
 def _bundled_fields(tmp_path: Path) -> list[dict[str, Any]]:
     """The bundled KB's documents, as add_document takes them."""
-    import shutil
+    from indexer import documents
 
-    from indexer import documents, pipeline
-
-    root = tmp_path / "root"
-    shutil.copytree(PROJECT / "kb", root / "kb")
-    shutil.copy(PROJECT / "references.bib", root / "references.bib")
-    kb = pipeline.load(Settings.for_root(root, root / "index"))
-    return [idx._to_fields(doc) for doc in documents.build_documents(kb)]
+    return [idx._to_fields(doc) for doc in documents.build_documents(_bundled_kb(tmp_path))]
 
 
 def _segment_contents(path: Path) -> dict[str, Any]:
@@ -444,3 +460,128 @@ def test_documents_of_a_schema_with_vectors_or_spelling_take_whooshs_own_path(tm
         assert "stimulations" in [
             w.decode() if isinstance(w, bytes) else w for w in reader.lexicon("spell_spelled")
         ]
+
+
+def _contents_by_id(path: Path) -> dict[str, Any]:
+    """What _segment_contents reads, over every segment, with each document named by its id
+    instead of its number (documents written by several processes are numbered otherwise)."""
+    from whoosh import index as whoosh_index
+
+    ix = whoosh_index.open_dir(str(path))
+    with ix.reader() as reader:
+        ids = {n: fields["id"] for n, fields in reader.iter_docs()}
+        terms: dict[tuple[str, bytes], Any] = {}
+        for field, text in reader.all_terms():
+            info = reader.term_info(field, text)
+            postings = reader.postings(field, text)
+            rows = []
+            while postings.is_active():
+                rows.append((ids[postings.id()], postings.weight(), postings.value() or None))
+                postings.next()
+            stats = (info.weight(), info.doc_frequency(), info.min_length(), info.max_length())
+            terms[(field, text)] = (stats, sorted(rows))
+        schema = ix.schema
+        columns = {f: list(reader.column_reader(f)) for f in schema.names() if schema[f].column_type}
+        return {
+            "count": reader.doc_count(),
+            "terms": terms,
+            "stored": {ids[n]: fields for n, fields in reader.iter_docs()},
+            "lengths": {
+                f: {i: reader.doc_field_length(n, f) for n, i in ids.items()} for f in schema.scorable_names()
+            },
+            "columns": {f: {i: values[n] for n, i in ids.items()} for f, values in columns.items()},
+        }
+
+
+def _bundled_kb(tmp_path: Path) -> Any:
+    """The bundled KB, loaded (from a copy: loading may write beside it)."""
+    import shutil
+
+    from indexer import pipeline
+
+    root = tmp_path / "root"
+    shutil.copytree(PROJECT / "kb", root / "kb")
+    shutil.copy(PROJECT / "references.bib", root / "references.bib")
+    return pipeline.load(Settings.for_root(root, root / "index"))
+
+
+def test_a_build_written_by_several_processes_equals_one_written_by_one(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """index._write_in_processes: each writer process makes its own share of the documents
+    (documents.document_shares) and writes them into a segment; the index holds the same terms,
+    postings, statistics, stored fields, lengths and columns, and the same manifest, spelling
+    words and observed words, as when one process writes them all."""
+    from indexer import documents
+
+    kb = _bundled_kb(tmp_path)
+    total = len(kb.references) + len(kb.records)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # the processes fork on one core too
+
+    def build_with(threshold: int, out: Path) -> tuple[Any, dict[str, Any], dict[str, str], int]:
+        monkeypatch.setattr(idx, "MULTIPROCESS_THRESHOLD", threshold)
+        observed: dict[str, str] = {}
+        progressed: list[int] = []
+        report = idx.build_index(
+            documents.iter_documents(kb),
+            out,
+            fingerprint="f",
+            extra={},
+            count=total,
+            observe=observed.__setitem__,
+            progress=progressed.append,
+            shares=documents.document_shares(kb),
+        )
+        generation = idx.current_dir(out)
+        assert generation is not None
+        manifest = idx.read_manifest(generation)
+        spelling = (generation / idx.SPELLING).read_text("utf-8")
+        return report, {"hashes": manifest["hashes"], "spelling": spelling}, observed, sum(progressed)
+
+    one, one_files, one_words, one_progress = build_with(10**9, tmp_path / "one")
+    many, many_files, many_words, many_progress = build_with(1, tmp_path / "many")
+    with idx.open_generation(tmp_path / "many" / idx.CURRENT).reader() as reader:
+        assert len(list(reader.leaf_readers())) == idx.WRITER_PROCESSES  # a segment per writer
+    assert (one.added, many.added) == (total, total) and one_progress == many_progress == total
+    assert many_files == one_files and many_words == one_words and len(one_words) == total
+    ours = _contents_by_id(tmp_path / "many" / idx.CURRENT)
+    theirs = _contents_by_id(tmp_path / "one" / idx.CURRENT)
+    assert ours["count"] == theirs["count"] == total and len(theirs["terms"]) > 1000
+    assert ours["terms"].keys() == theirs["terms"].keys()
+    for key, value in theirs["terms"].items():
+        assert ours["terms"][key] == value, key
+    for name in ("stored", "lengths", "columns"):
+        assert ours[name] == theirs[name], name
+
+
+def test_a_failing_writer_process_fails_the_build_and_publishes_nothing(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An error while one writer process makes or writes its share is raised in the build, with
+    that process's traceback in a note; no generation is made current and no temporary one left.
+    A document id written by two processes is refused as one written twice by one."""
+    from indexer import documents
+
+    kb = _bundled_kb(tmp_path)
+    monkeypatch.setattr(idx, "MULTIPROCESS_THRESHOLD", 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    shares = documents.document_shares(kb)
+
+    def failing(k: int, n: int) -> Any:
+        for i, doc in enumerate(shares(k, n)):
+            if k == 1 and i == 20:
+                raise LookupError("no such study: made up for this test")
+            yield doc
+
+    out = tmp_path / "index"
+    with pytest.raises(LookupError, match="made up for this test") as raised:
+        idx.build_index(iter(()), out, fingerprint="f", extra={}, count=10**6, shares=failing)
+    assert any("in a writer process" in note and "failing" in note for note in raised.value.__notes__)
+    assert idx.current_dir(out) is None and list(out.glob("*.tmp-*")) == []
+
+    def twice(k: int, n: int) -> Any:
+        return list(shares(0, n))  # every process writes share 0
+
+    with pytest.raises(ValueError, match="duplicate document ids"):
+        idx.build_index(iter(()), out, fingerprint="f", extra={}, count=10**6, shares=twice)
+    assert idx.current_dir(out) is None and list(out.glob("*.tmp-*")) == []
