@@ -13,6 +13,7 @@ a few records' content, only what those documents are made of is read (delta.py)
 
 from __future__ import annotations
 
+import ctypes
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -45,10 +46,25 @@ def ensure_index(
     kbversion.publish(settings.kb_dir, settings.index_dir)
     with parsecache.opened(settings.index_dir) as cache, collector_paused():
         try:
-            return _ensure(settings, cache, force, strict, progress, on_total)
+            report = _ensure(settings, cache, force, strict, progress, on_total)
         finally:
             if cache is not None:
                 cache.commit()
+    if report is not None and not report.delta:  # the whole KB was in memory, and is freed now
+        _return_freed_memory()
+    return report
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap a whole build freed back to the system (glibc's malloc_trim; elsewhere
+    nothing). At 100k records the build leaves over a gigabyte of freed, scattered heap in the
+    process, and `tmskb serve`'s next builds ran about 1.5x slower over it (an edit took
+    2.0-2.2 s after a full build against 1.4 s in a fresh process; 1.5-1.8 s once trimmed)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _ensure(
