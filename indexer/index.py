@@ -24,6 +24,7 @@ import re
 import shutil
 import time
 import traceback
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from whoosh.analysis import (
     Token,
     Tokenizer,
 )
-from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3Codec, W3PerDocReader, W3PostingsWriter
+from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3Codec, W3FieldWriter, W3PerDocReader, W3PostingsWriter
 from whoosh.columns import NumericColumn
 from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, FieldType, Schema
 from whoosh.filedb.filestore import FileStorage
@@ -99,6 +100,25 @@ def _cache_missing_columns() -> None:
 _cache_missing_columns()
 
 
+_DECODED_LENGTHS = [byte_to_length(b) for b in range(256)]
+_UNUSUAL = object()  # a lengths column that is not the plain one-byte kind
+
+
+def _length_bytes(reader: Any, fieldname: str) -> Any:
+    """The one-byte lengths column of a field (bytes, one per document), None when the field
+    has none, or _UNUSUAL; read once per reader."""
+    tables = reader.__dict__.setdefault("_length_bytes", {})
+    if fieldname not in tables:
+        column = reader._cached_reader(f"_{fieldname}_len", LENGTHS_COLUMN)
+        if column is None:
+            tables[fieldname] = None
+        elif type(column) is not NumericColumn.Reader or column._fixedlen != 1:
+            tables[fieldname] = _UNUSUAL
+        else:
+            tables[fieldname] = column._dbfile.get(column._basepos, column._count)
+    return tables[fieldname]
+
+
 def _read_lengths_at_once() -> None:
     """Writing a segment asks W3PerDocReader.doc_field_length for the field length of every
     posting (about 90 per document), each through four calls reading one byte of the lengths
@@ -107,23 +127,11 @@ def _read_lengths_at_once() -> None:
     original = W3PerDocReader.doc_field_length
     if getattr(original, "_reads_once", False):
         return
-    decoded = [byte_to_length(b) for b in range(256)]
-    unusual = object()
-
-    def column_bytes(self: Any, fieldname: str) -> Any:
-        reader = self._cached_reader(f"_{fieldname}_len", LENGTHS_COLUMN)
-        if reader is None:
-            return None
-        if type(reader) is not NumericColumn.Reader or reader._fixedlen != 1:
-            return unusual
-        return reader._dbfile.get(reader._basepos, reader._count)
+    decoded = _DECODED_LENGTHS
 
     def doc_field_length(self: Any, docnum: int, fieldname: str, default: Any = 0) -> Any:
-        tables = self.__dict__.setdefault("_length_bytes", {})
-        table = tables.get(fieldname, unusual)
-        if table is unusual and fieldname not in tables:
-            table = tables[fieldname] = column_bytes(self, fieldname)
-        if table is unusual or docnum > self._doccount:
+        table = _length_bytes(self, fieldname)
+        if table is _UNUSUAL or docnum > self._doccount:
             return original(self, docnum, fieldname, default)
         if table is None:
             return default
@@ -131,6 +139,7 @@ def _read_lengths_at_once() -> None:
         return decoded[lbyte] if lbyte else None  # None, as the original for a zero byte
 
     doc_field_length._reads_once = True  # type: ignore[attr-defined]
+    doc_field_length._whoosh = original  # type: ignore[attr-defined]
     W3PerDocReader.doc_field_length = doc_field_length
 
 
@@ -208,6 +217,120 @@ def _postings_sorted_by_term() -> None:
 
 
 _postings_sorted_by_term()
+
+
+# The postings of the documents a SegmentWriter added through _add_document_planned, by (field,
+# term bytes): document numbers, weights, encoded values, each in the order added.
+_TermPostings = tuple[array, array, list]
+
+
+def _terms_of(writer: Any) -> dict[tuple[str, bytes], _TermPostings]:
+    terms: dict[tuple[str, bytes], _TermPostings] | None = writer.__dict__.get("_by_term")
+    if terms is None:
+        terms = writer.__dict__["_by_term"] = {}
+    return terms
+
+
+def _postings_written_by_term() -> None:
+    """Whoosh keeps every posting of a segment as a (field, term, document, weight, value) tuple
+    in its pool, sorts them all, then hands them one by one to the field writer, which asks for
+    the document's field length and appends to its block buffers, three calls per posting
+    (4.6M postings per writer process at 100k documents). The postings _add_document_planned
+    makes are kept by term instead, each term's documents already in order; writing the segment
+    sorts only the terms and fills each block of the postings writer at once, with the same
+    statistics Whoosh computes (tests/test_index.py compares the segment files byte by byte).
+    Postings that went Whoosh's own way (boosted documents, merged segments) join the pool and
+    the whole segment is written Whoosh's way."""
+    original = SegmentWriter._flush_segment
+    if getattr(original, "_by_term", False):
+        return
+
+    def flush(self: Any) -> None:
+        terms = self.__dict__.pop("_by_term", None)
+        if not terms:
+            return original(self)
+        pool, fieldwriter = self.pool, self.fieldwriter
+        direct = (
+            not pool.current
+            and not pool.runs
+            and type(fieldwriter) is W3FieldWriter
+            and self.codec.length_stats
+        )
+        if not direct:
+            add = pool.add
+            for (fieldname, tbytes), (docnums, weights, values) in terms.items():
+                for item in zip(docnums, weights, values, strict=True):
+                    add((fieldname, tbytes, *item))
+            return original(self)
+        self.perdocwriter.close()
+        lengths = self.per_document_reader()
+        try:
+            _write_terms(fieldwriter, self.schema, lengths, terms)
+            fieldwriter.close()
+        finally:
+            lengths.close()
+        return None
+
+    flush._by_term = True  # type: ignore[attr-defined]
+    flush._whoosh = original  # type: ignore[attr-defined]
+    SegmentWriter._flush_segment = flush
+
+
+def _write_terms(
+    fieldwriter: Any, schema: Any, lengths: Any, terms: dict[tuple[str, bytes], _TermPostings]
+) -> None:
+    """Every term's postings, in Whoosh's order, through the field writer's own start/finish
+    calls; the blocks are those W3PostingsWriter.add_posting would fill one posting at a time."""
+    field_name: str | None = None
+    field_lengths: list[int] = []
+    for key in sorted(terms):
+        name, tbytes = key
+        if name != field_name:
+            if field_name is not None:
+                fieldwriter.finish_field()
+            fieldwriter.start_field(name, schema[name])
+            field_name, field_lengths = name, _field_lengths(lengths, name)
+        fieldwriter.start_term(tbytes)
+        _fill_blocks(fieldwriter._postwriter, *terms[key], field_lengths)
+        fieldwriter.finish_term()
+    if field_name is not None:
+        fieldwriter.finish_field()
+
+
+def _field_lengths(lengths: Any, fieldname: str) -> list[int]:
+    """Each document's length in the field, 0 for none (what add_postings' lookups give)."""
+    count = lengths.doc_count_all()
+    table = _length_bytes(lengths, fieldname)
+    if table is None:
+        return [0] * count
+    if table is _UNUSUAL:
+        whoosh = getattr(W3PerDocReader.doc_field_length, "_whoosh", W3PerDocReader.doc_field_length)
+        return [whoosh(lengths, d, fieldname, 0) or 0 for d in range(count)]
+    decoded = _DECODED_LENGTHS
+    return [decoded[b] for b in table] + [0] * (count - len(table))
+
+
+def _fill_blocks(writer: Any, docnums: array, weights: array, values: list, lengths: list[int]) -> None:
+    """One term's postings into a W3PostingsWriter: each full block written as soon as the next
+    posting comes (add_posting's rule), the last one left to finish_postings."""
+    limit = writer._blocklimit
+    total = len(docnums)
+    for start in range(0, total, limit):
+        if start:
+            writer._write_block()
+        ids = docnums[start : start + limit]
+        block_weights = weights[start : start + limit]
+        found = [n for n in (lengths[d] for d in ids) if n]
+        heaviest = max(block_weights)
+        writer._ids = ids
+        writer._weights = array("f", block_weights)
+        writer._values = [v for v in values[start : start + limit] if v]
+        writer._maxweight = heaviest if heaviest > 0 else 0
+        writer._minlength = min(found) if found else None
+        writer._maxlength = max(found) if found else 0
+
+
+_postings_written_by_term()
 
 
 _SPACE_PATTERN = r"[^ \t\r\n]+"  # Whoosh's SpaceSeparatedTokenizer, KEYWORD fields' tokenizer
@@ -295,7 +418,8 @@ def _add_document_planned() -> None:
         if plan is None or any(name.startswith("_") or name not in plan for name in fields):
             return original(self, **fields)  # boosts, an unknown field (Whoosh says which), vectors
         self._check_state()
-        perdoc, docnum, add_post = self.perdocwriter, self.docnum, self.pool.add
+        perdoc, docnum = self.perdocwriter, self.docnum
+        by_term = _terms_of(self)
         perdoc.start_doc(docnum)
         try:
             for name in sorted(fields):
@@ -309,7 +433,12 @@ def _add_document_planned() -> None:
                     for tbytes, freq, weight, vbytes in _postings(field, mode, value):
                         if scorable:
                             length += freq
-                        add_post((name, tbytes, docnum, weight, vbytes))
+                        postings = by_term.get((name, tbytes))
+                        if postings is None:
+                            postings = by_term[(name, tbytes)] = (array("I"), array("d"), [])
+                        postings[0].append(docnum)
+                        postings[1].append(weight)
+                        postings[2].append(vbytes)
                 perdoc.add_field(name, field, value if field.stored else None, length)
                 if column:
                     perdoc.add_column_value(name, column, field.to_column_value(value))

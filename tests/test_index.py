@@ -338,9 +338,10 @@ def _segment_contents(path: Path) -> dict[str, Any]:
 
 
 def test_documents_added_directly_index_as_whooshs_own_add_document(tmp_path: Path, monkeypatch: Any) -> None:
-    """index._add_document_planned: over the bundled KB's documents and hard cases, the segment
-    written equals the one Whoosh's own SegmentWriter.add_document writes, term by term,
-    posting by posting, stored field by stored field."""
+    """index._add_document_planned and index._postings_written_by_term: over the bundled KB's
+    documents and hard cases, the segment written equals the one Whoosh's own add_document and
+    segment flush write, term by term, posting by posting, stored field by stored field, and
+    its files are the same bytes."""
 
     from whoosh import index as whoosh_index
     from whoosh.writing import SegmentWriter
@@ -355,27 +356,69 @@ def test_documents_added_directly_index_as_whooshs_own_add_document(tmp_path: Pa
         concepts="a\u00a0b c",
     )
     docs.append(hard)
-    assert len(docs) > 100
-    planned = SegmentWriter.add_document
-    assert getattr(planned, "_planned", False)
+    # Terms in exactly two blocks, in two blocks and one posting, and in many: the blocks of
+    # 128 postings the postings writer fills (past those, every tenth document has no text).
+    for n in range(3 * 128 + 5):
+        words = ["zzone"] + (["zztwo"] if n < 256 else []) + (["zzthree"] if n < 257 else [])
+        doc = dict(docs[n % 40], id=f"many-{n}", text=" ".join(words * (1 + n % 3)))
+        if n > 256 and n % 10 == 0:
+            del doc["text"]
+        docs.append(doc)
+    planned, flush = SegmentWriter.add_document, SegmentWriter._flush_segment
+    assert getattr(planned, "_planned", False) and getattr(flush, "_by_term", False)
 
     def write(path: Path) -> dict[str, Any]:
         path.mkdir()
-        writer = whoosh_index.create_in(str(path), idx.make_schema()).writer()
+        ix = whoosh_index.create_in(str(path), idx.make_schema())
+        writer = ix.writer(codec=idx.codec(), compound=False)
         for doc in docs:
             writer.add_document(**doc)
         writer.commit()
-        return _segment_contents(path)
+        files = {f.name.partition(".")[2]: f.read_bytes() for f in path.iterdir() if f.suffix != ".toc"}
+        return {**_segment_contents(path), "files": files}
 
     ours = write(tmp_path / "ours")
     monkeypatch.setattr(SegmentWriter, "add_document", planned._whoosh)
+    monkeypatch.setattr(SegmentWriter, "_flush_segment", flush._whoosh)
     theirs = write(tmp_path / "theirs")
     assert len(ours["terms"]) > 1000
     assert ours["terms"].keys() == theirs["terms"].keys()
     for key, value in theirs["terms"].items():
         assert ours["terms"][key] == value, key
+    postings = {word: len(ours["terms"][("text", word)][1]) for word in (b"zztwo", b"zzthree", b"zzone")}
+    assert postings == {b"zztwo": 256, b"zzthree": 257, b"zzone": 3 * 128 + 5 - 13}
     for name in ("stored", "lengths", "columns"):
         assert ours[name] == theirs[name], name
+    assert {"pst", "trm"} <= ours["files"].keys()
+    assert ours["files"].keys() == theirs["files"].keys()
+    for name, data in theirs["files"].items():
+        assert ours["files"][name] == data, name
+
+
+def test_boosted_documents_and_merged_segments_join_whooshs_pool(tmp_path: Path) -> None:
+    """A writer whose segment also has postings that went Whoosh's own way (a boosted document,
+    a segment merged in) writes all of them: every document is found by its terms."""
+    from whoosh import index as whoosh_index
+    from whoosh.query import Term
+
+    docs = _bundled_fields(tmp_path)[:60]
+    ix = whoosh_index.create_in(str(tmp_path), idx.make_schema())
+    for part in (docs[:20], docs[20:40]):  # two segments, merged into the third
+        writer = ix.writer(codec=idx.codec())
+        for doc in part:
+            writer.add_document(**doc)
+        writer.commit()
+    writer = ix.writer(codec=idx.codec())
+    for doc in docs[40:]:
+        writer.add_document(**doc)
+    writer.add_document(**dict(docs[0], id="boosted", text="boostedword pain", _boost=2.0))
+    writer.commit(optimize=True)
+    assert len(ix._segments()) == 1  # the two earlier segments were merged into the new one
+    with ix.searcher() as searcher:
+        for doc in [*docs, {"id": "boosted"}]:
+            assert [hit["id"] for hit in searcher.search(Term("id", doc["id"]))] == [doc["id"]]
+        assert [hit["id"] for hit in searcher.search(Term("text", "boostedword"))] == ["boosted"]
+        assert searcher.doc_count() == len(docs) + 1
 
 
 def test_single_postings_inlined_read_as_whoosh_writes_them_in_blocks(tmp_path: Path) -> None:
