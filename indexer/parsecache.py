@@ -229,6 +229,12 @@ class ParseCache:
         )
         return {key: (sha, value) for key, sha, value in rows if key in wanted}
 
+    def cached_sha(self, key: str) -> str:
+        """The content hash of a cached parse of the current code version ('' if none), without
+        reading the result."""
+        rows = self.db.query("SELECT sha FROM parsed WHERE key = ? AND code = ?", (key, CODE_VERSION))
+        return str(rows[0][0]) if rows else ""
+
     def cached_exact(self, keys: Iterable[str]) -> dict[str, tuple[str, bytes]]:
         """cached() of a few keys scattered over the table (a range scan would read it all)."""
         rows = self._rows_in(
@@ -597,10 +603,40 @@ def _parse_in_pool(
         before, blob, after = bib_job.get()
     cache.stats.parsed += 1
     cache.shas[shown_bib] = before if before == after == sha else ""
+    value: tuple[dict[str, Reference], list[Problem]] = _loads(blob)
     if before == after == sha:
         cache.store([(key, sha, blob)])
-    value: tuple[dict[str, Reference], list[Problem]] = _loads(blob)
+        _keep_bib(_bib_key(cache, key), sha, value)
+        return _kept_bib(_bib_key(cache, key), sha) or value
     return value
+
+
+_Bibliography = tuple[dict[str, Reference], list[Problem]]
+# The last bibliography this process read into a cache, by code version, cache file and entry
+# key, with the hash of its bytes: an edit in a long-running process (tmskb serve, a script's loop) takes it
+# from here instead of unpickling every reference again (0.2 s at 46k references).
+_LAST_BIB: dict[str, tuple[str, _Bibliography]] = {}
+
+
+def _bib_key(cache: ParseCache, key: str) -> str:
+    return f"{CODE_VERSION}\0{cache.path}\0{key}"
+
+
+def _keep_bib(key: str, sha: str, value: _Bibliography) -> None:
+    _LAST_BIB.clear()
+    if sha:
+        _LAST_BIB[key] = (sha, value)
+
+
+def _kept_bib(key: str, sha: str) -> _Bibliography | None:
+    """A copy of the kept bibliography if its bytes are those hashed now (callers add to the
+    problem list; the references are frozen). It stands for the cache's entry, so it is used
+    only while the cache holds that entry."""
+    kept = _LAST_BIB.get(key)
+    if kept is None or not sha or kept[0] != sha:
+        return None
+    references, problems = kept[1]
+    return dict(references), list(problems)
 
 
 def parse_bib(cache: ParseCache | None, path: Path, shown: str) -> tuple[dict[str, Reference], list[Problem]]:
@@ -609,13 +645,18 @@ def parse_bib(cache: ParseCache | None, path: Path, shown: str) -> tuple[dict[st
         return bib.parse_bib(path, shown)
     key = f"{shown}\0{path}"
     sha = cache.shas[shown] = cache.hashes([path]).get(path, "")
+    kept = _kept_bib(_bib_key(cache, key), sha)
+    if kept is not None and cache.cached_sha(key) == sha:  # what the cache holds, already read
+        cache.stats.reused += 1
+        return kept
     hit = cache.cached([key]).get(key) if sha else None
     if hit is not None and hit[0] == sha:
         with collector_paused():
             try:
                 value: tuple[dict[str, Reference], list[Problem]] = _loads(hit[1])
                 cache.stats.reused += 1
-                return value
+                _keep_bib(_bib_key(cache, key), sha, value)
+                return _kept_bib(_bib_key(cache, key), sha) or value
             except Exception as exc:
                 log.warning("parse cache entry %s unreadable: %s", shown, exc)
     cache.stats.parsed += 1
@@ -627,6 +668,7 @@ def parse_bib(cache: ParseCache | None, path: Path, shown: str) -> tuple[dict[st
         return result
     if after == sha:
         cache.store([(key, sha, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))])
-    else:  # changed while parsed: whatever was parsed, its hash is not known
-        cache.shas[shown] = ""
+        _keep_bib(_bib_key(cache, key), sha, result)
+        return _kept_bib(_bib_key(cache, key), sha) or result
+    cache.shas[shown] = ""  # changed while parsed: whatever was parsed, its hash is not known
     return result

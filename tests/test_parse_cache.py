@@ -130,6 +130,49 @@ def test_incremental_build_equals_fresh_build(built: Settings, tmp_path: Path, c
     assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
 
 
+def test_a_bibliography_edited_and_restored_in_one_process_is_indexed_as_it_is_each_time(
+    built: Settings, tmp_path: Path
+) -> None:
+    """The process keeps the last bibliography it read (parsecache._LAST_BIB) only for the bytes
+    it was read from: edited, restored, edited again in one process, each build equals a fresh
+    build of the file as it is then, and a study edit in between keeps the edited titles."""
+    original = built.bib_path.read_bytes()
+    edit(built.bib_path, "title", "title = {Kept bibliography test},\n  oldtitle")
+    edited = built.bib_path.read_bytes()
+    for data in (edited, original, edited):
+        built.bib_path.write_bytes(data)
+        assert ensure_index(built) is not None
+        assert generation_content(built.index_dir) == fresh_content(built.root, tmp_path)
+    edit(a_study(built), '\nsummary: "', '\nsummary: "Edited beside the kept bibliography. ')
+    report = ensure_index(built)
+    assert report is not None and report.delta
+    content = generation_content(built.index_dir)
+    assert content == fresh_content(built.root, tmp_path)
+    assert "Kept bibliography test" in json.dumps(content)
+
+
+def test_a_bibliography_another_process_indexed_is_not_taken_from_this_ones_memory(
+    built: Settings, tmp_path: Path
+) -> None:
+    """This process keeps the bibliography it read; another process then edits references.bib
+    and indexes it (the cache now holds the new text). The next edit here reads the new text."""
+    import subprocess
+    import sys
+
+    edit(built.bib_path, "title", "title = {Indexed by another process},\n  oldtitle")
+    script = (
+        "import sys; from pathlib import Path; from indexer.build import ensure_index; "
+        "from indexer.settings import Settings; "
+        "ensure_index(Settings.for_root(Path(sys.argv[1]), Path(sys.argv[2])))"
+    )
+    subprocess.run([sys.executable, "-c", script, str(built.root), str(built.index_dir)], check=True)
+    edit(a_study(built), '\nsummary: "', '\nsummary: "Edited after the other process. ')
+    report = ensure_index(built)
+    assert report is not None and report.delta
+    content = generation_content(built.index_dir)
+    assert content == fresh_content(built.root, tmp_path)
+
+
 def test_a_file_rewritten_with_the_same_size_and_mtime_is_parsed_again(
     built: Settings, tmp_path: Path
 ) -> None:
