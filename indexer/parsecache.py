@@ -613,8 +613,8 @@ def _parse_in_pool(
 
 _Bibliography = tuple[dict[str, Reference], list[Problem]]
 # The last bibliography this process read into a cache, by code version, cache file and entry
-# key, with the hash of its bytes: an edit in a long-running process (tmskb serve, a script's loop) takes it
-# from here instead of unpickling every reference again (0.2 s at 46k references).
+# key, with the hash of its bytes: an edit in a long-running process (tmskb serve, a script's
+# loop) takes it from here instead of unpickling every reference again (0.2 s at 46k references).
 _LAST_BIB: dict[str, tuple[str, _Bibliography]] = {}
 
 
