@@ -147,10 +147,11 @@ _read_lengths_at_once()
 
 
 def _posting_writes_without_type_checks() -> None:
-    """PostingPool.add and W3PostingsWriter.add_posting run once per posting (about 90 per
-    document, written twice) and spend a third of their time asserting the types of values the
-    writer itself made. The same work without the assertions (Whoosh's estimate of a posting's
-    size in memory, 150 bytes plus its strings, decides when the pool spills to disk)."""
+    """PostingPool.add and W3PostingsWriter.add_posting run once per posting that goes Whoosh's
+    way (documents Whoosh adds itself, merged segments; see _postings_written_by_term) and spend
+    a third of their time asserting the types of values the writer itself made. The same work
+    without the assertions (Whoosh's estimate of a posting's size in memory, 150 bytes plus its
+    strings, decides when the pool spills to disk)."""
     if getattr(PostingPool.add, "_unchecked", False):
         return
 
@@ -185,10 +186,11 @@ _posting_writes_without_type_checks()
 
 
 def _postings_sorted_by_term() -> None:
-    """A segment's postings are sorted before they are written: Whoosh sorts the whole list of
-    (field, term, docnum, weight, value) tuples, 4.6M per writer process at 100k documents.
-    Grouping them by (field, term) first and sorting the groups' keys gives the same order
-    (each group is sorted too, already in document order) in about half the time."""
+    """A pool's postings are sorted before they are written: Whoosh sorts the whole list of
+    (field, term, docnum, weight, value) tuples (a segment with merged or boosted postings; the
+    others are kept by term, see _postings_written_by_term). Grouping them by (field, term)
+    first and sorting the groups' keys gives the same order (each group is sorted too, already
+    in document order) in about half the time."""
     original = PostingPool.items
     if getattr(original, "_grouped", False):
         return

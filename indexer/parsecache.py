@@ -606,8 +606,7 @@ def _parse_in_pool(
     value: tuple[dict[str, Reference], list[Problem]] = _loads(blob)
     if before == after == sha:
         cache.store([(key, sha, blob)])
-        _keep_bib(_bib_key(cache, key), sha, value)
-        return _kept_bib(_bib_key(cache, key), sha) or value
+        _keep_bib(cache, key, sha, value)
     return value
 
 
@@ -622,21 +621,24 @@ def _bib_key(cache: ParseCache, key: str) -> str:
     return f"{CODE_VERSION}\0{cache.path}\0{key}"
 
 
-def _keep_bib(key: str, sha: str, value: _Bibliography) -> None:
+def _copy(value: _Bibliography) -> _Bibliography:
+    """Callers add to the problem list (the references are frozen): each gets its own."""
+    return dict(value[0]), list(value[1])
+
+
+def _keep_bib(cache: ParseCache, key: str, sha: str, value: _Bibliography) -> None:
     _LAST_BIB.clear()
     if sha:
-        _LAST_BIB[key] = (sha, value)
+        _LAST_BIB[_bib_key(cache, key)] = (sha, _copy(value))
 
 
-def _kept_bib(key: str, sha: str) -> _Bibliography | None:
-    """A copy of the kept bibliography if its bytes are those hashed now (callers add to the
-    problem list; the references are frozen). It stands for the cache's entry, so it is used
-    only while the cache holds that entry."""
-    kept = _LAST_BIB.get(key)
-    if kept is None or not sha or kept[0] != sha:
+def _kept_bib(cache: ParseCache, key: str, sha: str) -> _Bibliography | None:
+    """A copy of the kept bibliography if its bytes are those hashed now and the cache still
+    holds the entry it stands for."""
+    kept = _LAST_BIB.get(_bib_key(cache, key))
+    if kept is None or not sha or kept[0] != sha or cache.cached_sha(key) != sha:
         return None
-    references, problems = kept[1]
-    return dict(references), list(problems)
+    return _copy(kept[1])
 
 
 def parse_bib(cache: ParseCache | None, path: Path, shown: str) -> tuple[dict[str, Reference], list[Problem]]:
@@ -645,8 +647,8 @@ def parse_bib(cache: ParseCache | None, path: Path, shown: str) -> tuple[dict[st
         return bib.parse_bib(path, shown)
     key = f"{shown}\0{path}"
     sha = cache.shas[shown] = cache.hashes([path]).get(path, "")
-    kept = _kept_bib(_bib_key(cache, key), sha)
-    if kept is not None and cache.cached_sha(key) == sha:  # what the cache holds, already read
+    kept = _kept_bib(cache, key, sha)
+    if kept is not None:
         cache.stats.reused += 1
         return kept
     hit = cache.cached([key]).get(key) if sha else None
@@ -655,8 +657,8 @@ def parse_bib(cache: ParseCache | None, path: Path, shown: str) -> tuple[dict[st
             try:
                 value: tuple[dict[str, Reference], list[Problem]] = _loads(hit[1])
                 cache.stats.reused += 1
-                _keep_bib(_bib_key(cache, key), sha, value)
-                return _kept_bib(_bib_key(cache, key), sha) or value
+                _keep_bib(cache, key, sha, value)
+                return value
             except Exception as exc:
                 log.warning("parse cache entry %s unreadable: %s", shown, exc)
     cache.stats.parsed += 1
@@ -668,7 +670,7 @@ def parse_bib(cache: ParseCache | None, path: Path, shown: str) -> tuple[dict[st
         return result
     if after == sha:
         cache.store([(key, sha, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))])
-        _keep_bib(_bib_key(cache, key), sha, result)
-        return _kept_bib(_bib_key(cache, key), sha) or result
-    cache.shas[shown] = ""  # changed while parsed: whatever was parsed, its hash is not known
+        _keep_bib(cache, key, sha, result)
+    else:  # changed while parsed: whatever was parsed, its hash is not known
+        cache.shas[shown] = ""
     return result
